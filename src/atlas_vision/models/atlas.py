@@ -1,0 +1,281 @@
+"""Atlas: a conv stem, macro-stages of Multi-Scale Attention blocks with progressive scale dropping, a readout.
+
+Agrawal, Lian et al., "Atlas: Multi-Scale Attention Improves Long Context Image Modeling", arXiv 2503.12355.
+
+Any input ``H x W`` (>= the patch size) works with one set of weights:
+
+* the stem gives a ``ceil(H/P) x ceil(W/P)`` token grid (scale 0);
+* scales are built by strided max-pooling until one fits in a single window, and at least one per stage:
+  ``L = max(L_stop_rule, S)`` -- so stage ``s`` always has its scale ``s`` and ``feature_info`` is static;
+* stage ``s`` runs ``D[s]`` MSA blocks on scales ``s .. L-1`` (scales ``< s`` are dropped -- the pooled scale is the
+  downsampled representation, no separate downsampling layer);
+* a block of stage ``s`` has ``S - s`` per-scale weight sets (one per scale at ``L = S``); when a large image has more
+  scales (``L > S``) the extra, coarsest scales share the block's last weight set. So the parameter count is that
+  of the paper's configuration (118.25M for Atlas-B with 100 classes) and no parameter is ever unused;
+* the readout concatenates the tokens of the scales left in the last stage -> LayerNorm -> mean -> LayerNorm ->
+  Linear (spec 2.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+import torch.nn as nn
+from timm.layers import trunc_normal_
+from torch.utils.checkpoint import checkpoint
+
+from atlas_vision.layers import ConvStem, MSABlock
+from atlas_vision.models.config import AtlasConfig
+from atlas_vision.ops import MultiScaleLayout, summarize
+
+
+class AtlasStage(nn.Module):
+    """``depth`` MSA blocks sharing the same active scales."""
+
+    def __init__(self, blocks: list[MSABlock], first_scale: int):
+        super().__init__()
+        self.first_scale = first_scale
+        self.blocks = nn.ModuleList(blocks)
+        self.grad_checkpointing = False
+
+    def forward(self, xs: list[torch.Tensor], layout: MultiScaleLayout) -> list[torch.Tensor]:
+        for block in self.blocks:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                xs = checkpoint(block, xs, layout, self.first_scale, use_reentrant=False)
+            else:
+                xs = block(xs, layout, self.first_scale)
+        return xs
+
+
+class Atlas(nn.Module):
+    """The Atlas backbone and classifier (timm model contract). Build with ``timm.create_model("atlas_base", ...)``
+    after ``import atlas_vision``, or directly from an :class:`AtlasConfig`.
+
+    Example:
+        >>> import atlas_vision, timm, torch
+        >>> model = timm.create_model("test_atlas", num_classes=10).eval()
+        >>> model(torch.randn(2, 3, 96, 160)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(
+        self, config: AtlasConfig, *, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ):
+        super().__init__()
+        dd = {"device": device, "dtype": dtype}
+        self.config = config
+        self.num_classes = config.num_classes
+        self.in_chans = config.in_chans
+        self.num_features = self.head_hidden_size = self.embed_dim = config.embed_dim
+        self.patch_size = config.patch_size
+        self.grad_checkpointing = False
+
+        self.stem = ConvStem(
+            config.in_chans, config.embed_dim, config.patch_size, config.stem_hidden, config.stem_depth, **dd
+        )
+        total_blocks = sum(config.depths)
+        rates = torch.linspace(0, config.drop_path_rate, total_blocks).tolist()  # one ramp over all blocks (spec 8.8)
+        stages, block_index = [], 0
+        for stage, depth in enumerate(config.depths):
+            scale_blocks = 1 if config.single_scale else config.num_stages - stage
+            blocks = []
+            for _ in range(depth):
+                blocks.append(
+                    MSABlock(
+                        config.embed_dim,
+                        config.num_heads,
+                        scale_blocks,
+                        mlp_ratio=config.mlp_ratio,
+                        qkv_bias=config.qkv_bias,
+                        drop_path=rates[block_index],
+                        pos_embed_hidden=config.pos_embed_hidden,
+                        communication=config.communication,
+                        pool_op=config.pool_op,
+                        backend=config.backend,
+                        **dd,
+                    )
+                )
+                block_index += 1
+            stages.append(AtlasStage(blocks, config.stage_first_scale(stage)))
+        self.stages = nn.ModuleList(stages)
+        self.feature_info = [
+            dict(num_chs=config.embed_dim, reduction=config.stage_reduction(s), module=f"stages.{s}")
+            for s in range(config.num_stages)
+        ]
+        self.norm = nn.LayerNorm(config.embed_dim, **dd)
+        self.fc_norm = nn.LayerNorm(config.embed_dim, **dd)
+        self.head = nn.Linear(config.embed_dim, config.num_classes, **dd) if config.num_classes else nn.Identity()
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # geometry and input checks
+
+    def token_grid(self, image_hw: tuple[int, int]) -> tuple[int, int]:
+        """Token grid of the stem for an image of ``image_hw`` pixels: ``(ceil(H/P), ceil(W/P))``."""
+        p = self.patch_size
+        return (-(-image_hw[0] // p), -(-image_hw[1] // p))
+
+    def layout_for(self, token_grid: tuple[int, int]) -> MultiScaleLayout:
+        """The scales used for a token grid (see the module docstring)."""
+        cfg = self.config
+        if cfg.single_scale:
+            return MultiScaleLayout.from_grid(token_grid, cfg.window_size, cfg.pool_stride, max_scales=1)
+        return MultiScaleLayout.from_grid(token_grid, cfg.window_size, cfg.pool_stride, min_scales=cfg.num_stages)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"expected an image batch [B, C, H, W], got {shape}")
+        if x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"expected {self.in_chans} input channels (in_chans={self.in_chans}), got {x.shape[1]} "
+                f"(input shape {tuple(x.shape)}); build the model with in_chans={x.shape[1]}"
+            )
+        if x.shape[2] < self.patch_size or x.shape[3] < self.patch_size:
+            raise ValueError(
+                f"image {x.shape[2]}x{x.shape[3]} is too small for the stem: height and width must be >= "
+                f"patch_size={self.patch_size}"
+            )
+        if x.shape[0] < 1:
+            raise ValueError("empty batch (B=0)")
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # forward
+
+    def _embed(self, x: torch.Tensor) -> tuple[list[torch.Tensor], MultiScaleLayout]:
+        """Image -> the initial list of per-scale maps ``[B, h_l, w_l, C]`` (Alg. 2 lines 1-2) and their layout."""
+        self._check_input(x)
+        tokens = self.stem(x)  # [B, h, w, C]
+        layout = self.layout_for((tokens.shape[1], tokens.shape[2]))
+        xs = [tokens]
+        for _ in range(1, layout.num_scales):
+            xs.append(summarize(xs[-1], layout.stride, self.config.pool_op))
+        return xs, layout
+
+    def _readout_tokens(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """Tokens of the scales active in the last stage, concatenated: ``[B, T, C]``."""
+        first = self.stages[-1].first_scale
+        return torch.cat([x.flatten(1, 2) for x in xs[first:]], dim=1)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C_in, H, W]`` -> normalised readout tokens ``[B, T, C]``."""
+        xs, layout = self._embed(x)
+        for stage in self.stages:
+            xs = stage(xs, layout)
+        return self.norm(self._readout_tokens(xs))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """``[B, T, C]`` tokens -> logits ``[B, num_classes]`` (or pooled features ``[B, C]`` with ``pre_logits``)."""
+        x = self.fc_norm(x.mean(dim=1))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Per-stage feature maps: the finest scale of each stage after that stage, ``[B, C, h_s, w_s]`` (NCHW) or
+        ``[B, h_s, w_s, C]`` (NHWC).
+
+        Args:
+            x: images ``[B, C_in, H, W]``.
+            indices: stages to return (an int ``n`` = the last ``n``; ``None`` = all).
+            norm: apply the final LayerNorm to the returned maps.
+            stop_early: stop after the last requested stage (then the final output is not computed).
+            output_fmt: ``"NCHW"`` or ``"NHWC"``.
+            intermediates_only: return only the list of maps.
+
+        Returns:
+            the maps, or ``(forward_features output, maps)``.
+        """
+        from timm.models._features import feature_take_indices
+
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        xs, layout = self._embed(x)
+        intermediates = []
+        last = max_index if stop_early or intermediates_only else len(self.stages) - 1
+        for index, stage in enumerate(self.stages[: last + 1]):
+            xs = stage(xs, layout)
+            if index in take_indices:
+                fmap = xs[stage.first_scale]  # [B, h, w, C]
+                if norm:
+                    fmap = self.norm(fmap)
+                intermediates.append(fmap.permute(0, 3, 1, 2) if output_fmt == "NCHW" else fmap)
+        if intermediates_only:
+            return intermediates
+        return self.norm(self._readout_tokens(xs)), intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] | tuple[int, ...] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the stages (and head / final norm) that ``forward_intermediates(indices)`` does not need."""
+        from timm.models._features import feature_take_indices
+
+        take_indices, max_index = feature_take_indices(len(self.stages), indices)
+        self.stages = self.stages[: max_index + 1]
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.fc_norm = nn.Identity()
+            self.reset_classifier(0)
+        return take_indices
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # timm model contract
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool not in (None, "", "avg"):
+            raise ValueError(f"Atlas pools by token mean only; global_pool must be None, '' or 'avg', got {global_pool!r}")
+        self.num_classes = num_classes
+        device = self.fc_norm.weight.device if isinstance(self.fc_norm, nn.LayerNorm) else None
+        self.head = nn.Linear(self.num_features, num_classes, device=device) if num_classes > 0 else nn.Identity()
+        if isinstance(self.head, nn.Linear):
+            self._init_weights(self.head)
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each MSA block in backward (non-reentrant ``torch.utils.checkpoint``)."""
+        self.grad_checkpointing = enable
+        for stage in self.stages:
+            stage.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        # timm's optimizer factory already skips biases and all 1-D parameters (norms); nothing else is special.
+        return set()
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        return dict(
+            stem=r"^stem",
+            blocks=r"^stages\.(\d+)" if coarse else [(r"^stages\.(\d+)\.blocks\.(\d+)", None), (r"^norm", (99999,))],
+        )
+
+    @classmethod
+    def from_overrides(cls, base: AtlasConfig, **overrides) -> "Atlas":
+        """``Atlas(replace(base, **overrides))`` with a clear error for unknown keys (used by the timm entrypoints)."""
+        device, dtype = overrides.pop("device", None), overrides.pop("dtype", None)
+        unknown = sorted(set(overrides) - set(AtlasConfig.field_names()))
+        if unknown:
+            raise ValueError(f"unknown Atlas option(s) {unknown}; valid options: {AtlasConfig.field_names()}")
+        return cls(replace(base, **overrides), device=device, dtype=dtype)

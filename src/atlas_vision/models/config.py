@@ -1,0 +1,123 @@
+"""Architecture configuration of Atlas: one frozen dataclass, validated on construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from atlas_vision.layers import Communication
+from atlas_vision.ops import Backend, PoolOp, Size2D, to_2tuple
+
+
+@dataclass(frozen=True, kw_only=True)
+class AtlasConfig:
+    """Everything that defines an Atlas network (not its weights or preprocessing).
+
+    Attributes:
+        embed_dim: channels ``C`` of every scale.
+        num_heads: attention heads; must divide ``embed_dim``.
+        depths: MSA blocks per macro-stage, ``D = (d_1, ..., d_S)``; stage ``s`` processes scales ``s .. L-1``.
+        mlp_ratio: MLP expansion.
+        qkv_bias: bias on query and key/value projections.
+        patch_size: stride of the conv stem (4, 8, 16 or 32).
+        window_size: window ``(kh, kw)`` in tokens (each >= 2).
+        pool_stride: pooling stride ``(sh, sw)`` between scales (each >= 2, dividing the window).
+        pool_op: summary operator (max, the paper's, or avg).
+        communication: cross-scale pathways (full MSA, or an ablation; ``single_scale`` = window attention).
+        stem_hidden: width of the stem's first conv.
+        stem_depth: residual conv blocks per stem stage.
+        pos_embed_hidden: hidden width of the position-embedding MLPs.
+        drop_path_rate: maximum stochastic-depth rate; ramps linearly over all blocks of all stages.
+        in_chans: image channels.
+        num_classes: classifier outputs (0 = no classifier, pooled features).
+        backend: attention backend (``auto`` = fastest).
+    """
+
+    embed_dim: int = 768
+    num_heads: int = 12
+    depths: tuple[int, ...] = (2, 10)
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    patch_size: int = 16
+    window_size: Size2D = (16, 16)
+    pool_stride: Size2D = (4, 4)
+    pool_op: PoolOp = PoolOp.MAX
+    communication: Communication = Communication.FULL
+    stem_hidden: int = 64
+    stem_depth: int = 3
+    pos_embed_hidden: int = 512
+    drop_path_rate: float = 0.0
+    in_chans: int = 3
+    num_classes: int = 1000
+    backend: Backend = Backend.AUTO
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen dataclass: normalise once, here
+        set_(self, "window_size", to_2tuple(self.window_size, "window_size"))
+        set_(self, "pool_stride", to_2tuple(self.pool_stride, "pool_stride"))
+        for name, enum in (("pool_op", PoolOp), ("communication", Communication), ("backend", Backend)):
+            value = getattr(self, name)
+            try:
+                set_(self, name, enum(value))
+            except ValueError:
+                raise ValueError(f"{name}={value!r} is not valid; choose one of {[e.value for e in enum]}") from None
+        if isinstance(self.depths, int) or not all(isinstance(d, int) for d in self.depths):
+            raise ValueError(f"depths must be a sequence of ints (blocks per stage), got {self.depths!r}")
+        set_(self, "depths", tuple(self.depths))
+        self._validate()
+
+    def _validate(self) -> None:
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                raise ValueError(message)
+
+        need(self.embed_dim >= 1, f"embed_dim must be >= 1, got {self.embed_dim}")
+        need(self.num_heads >= 1, f"num_heads must be >= 1, got {self.num_heads}")
+        need(
+            self.embed_dim % self.num_heads == 0,
+            f"embed_dim={self.embed_dim} must be divisible by num_heads={self.num_heads}",
+        )
+        need(len(self.depths) >= 1, "depths needs at least one stage")
+        need(all(d >= 1 for d in self.depths), f"every stage needs >= 1 block, got depths={self.depths}")
+        need(self.mlp_ratio > 0, f"mlp_ratio must be > 0, got {self.mlp_ratio}")
+        need(
+            self.patch_size in (4, 8, 16, 32),
+            f"patch_size must be one of 4, 8, 16, 32 (the stem halves the image log2(P) times), got {self.patch_size}",
+        )
+        stem_stages = int(math.log2(self.patch_size)) - 2
+        need(
+            self.embed_dim % 2**stem_stages == 0,
+            f"embed_dim={self.embed_dim} must be divisible by {2**stem_stages} for patch_size={self.patch_size}",
+        )
+        need(all(k >= 2 for k in self.window_size), f"window_size must be >= 2 on each side, got {self.window_size}")
+        need(all(s >= 2 for s in self.pool_stride), f"pool_stride must be >= 2 on each side, got {self.pool_stride}")
+        need(
+            all(k % s == 0 for k, s in zip(self.window_size, self.pool_stride)),
+            f"window_size={self.window_size} must be divisible by pool_stride={self.pool_stride} on each side",
+        )
+        need(self.stem_hidden >= 1, f"stem_hidden must be >= 1, got {self.stem_hidden}")
+        need(self.stem_depth >= 0, f"stem_depth must be >= 0, got {self.stem_depth}")
+        need(self.pos_embed_hidden >= 1, f"pos_embed_hidden must be >= 1, got {self.pos_embed_hidden}")
+        need(0.0 <= self.drop_path_rate < 1.0, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        need(self.in_chans >= 1, f"in_chans must be >= 1, got {self.in_chans}")
+        need(self.num_classes >= 0, f"num_classes must be >= 0, got {self.num_classes}")
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.depths)
+
+    @property
+    def single_scale(self) -> bool:
+        return self.communication is Communication.SINGLE_SCALE
+
+    def stage_first_scale(self, stage: int) -> int:
+        """Finest scale processed by ``stage`` (progressive scale dropping; always 0 for single-scale)."""
+        return 0 if self.single_scale else stage
+
+    def stage_reduction(self, stage: int) -> int:
+        """Pixels per token (height) of the finest scale of ``stage``."""
+        return self.patch_size * self.pool_stride[0] ** self.stage_first_scale(stage)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
