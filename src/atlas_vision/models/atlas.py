@@ -30,6 +30,11 @@ from atlas_vision.models.config import AtlasConfig
 from atlas_vision.ops import MultiScaleLayout, summarize
 
 
+class UnknownOptionError(TypeError, ValueError):
+    """An unknown model option: a ``TypeError`` as for any unexpected keyword (timm's contract), and a ``ValueError``
+    like every other invalid configuration."""
+
+
 class AtlasStage(nn.Module):
     """``depth`` MSA blocks sharing the same active scales."""
 
@@ -75,7 +80,8 @@ class Atlas(nn.Module):
             config.in_chans, config.embed_dim, config.patch_size, config.stem_hidden, config.stem_depth, **dd
         )
         total_blocks = sum(config.depths)
-        rates = torch.linspace(0, config.drop_path_rate, total_blocks).tolist()  # one ramp over all blocks (spec 8.8)
+        # one linear ramp 0 -> drop_path_rate over all blocks of all stages (spec 8.8); plain floats (meta-safe)
+        rates = [config.drop_path_rate * i / max(total_blocks - 1, 1) for i in range(total_blocks)]
         stages, block_index = [], 0
         for stage, depth in enumerate(config.depths):
             scale_blocks = 1 if config.single_scale else config.num_stages - stage
@@ -247,10 +253,14 @@ class Atlas(nn.Module):
         if global_pool not in (None, "", "avg"):
             raise ValueError(f"Atlas pools by token mean only; global_pool must be None, '' or 'avg', got {global_pool!r}")
         self.num_classes = num_classes
-        device = self.fc_norm.weight.device if isinstance(self.fc_norm, nn.LayerNorm) else None
-        self.head = nn.Linear(self.num_features, num_classes, device=device) if num_classes > 0 else nn.Identity()
-        if isinstance(self.head, nn.Linear):
-            self._init_weights(self.head)
+        like = next(self.parameters())  # keep the model's device and dtype
+        if num_classes > 0:
+            self.head = nn.Linear(self.num_features, num_classes, device=like.device, dtype=like.dtype)
+            if like.device.type != "meta":
+                self._init_weights(self.head)
+        else:
+            self.head = nn.Identity()
+        self.head.train(self.training)
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
@@ -277,5 +287,5 @@ class Atlas(nn.Module):
         device, dtype = overrides.pop("device", None), overrides.pop("dtype", None)
         unknown = sorted(set(overrides) - set(AtlasConfig.field_names()))
         if unknown:
-            raise ValueError(f"unknown Atlas option(s) {unknown}; valid options: {AtlasConfig.field_names()}")
+            raise UnknownOptionError(f"unknown Atlas option(s) {unknown}; valid options: {AtlasConfig.field_names()}")
         return cls(replace(base, **overrides), device=device, dtype=dtype)

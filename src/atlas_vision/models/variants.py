@@ -29,21 +29,22 @@ VARIANT_CONFIGS: dict[str, AtlasConfig] = {
         embed_dim=128, num_heads=4, depths=(2, 2), patch_size=8, window_size=8, pool_stride=4,
         stem_hidden=32, stem_depth=1, pos_embed_hidden=128, communication="single_scale",
     ),
-    # Tiny variants for tests (seconds on CPU); they cover 1-3 stages, patch 4/8/16 and non-square windows.
+    # Tiny variants for tests (seconds on CPU); they cover patch 4/8/16, max/avg pooling, non-square windows and
+    # every communication mode through overrides. (3 stages: timm's generic feature tests expect >= 3 levels.)
     "test_atlas": AtlasConfig(
-        embed_dim=32, num_heads=2, depths=(1, 1), patch_size=8, window_size=4, pool_stride=2,
+        embed_dim=32, num_heads=2, depths=(1, 1, 1), patch_size=8, window_size=4, pool_stride=2,
         stem_hidden=8, stem_depth=1, pos_embed_hidden=16,
     ),
     "test_atlas_3stage": AtlasConfig(
-        embed_dim=24, num_heads=3, depths=(1, 1, 1), patch_size=4, window_size=(4, 6), pool_stride=2,
+        embed_dim=24, num_heads=3, depths=(1, 2, 1), patch_size=4, window_size=(4, 6), pool_stride=2,
         stem_hidden=8, stem_depth=1, pos_embed_hidden=16,
     ),
     "test_atlas_p16": AtlasConfig(
-        embed_dim=32, num_heads=4, depths=(2, 1), patch_size=16, window_size=4, pool_stride=2,
+        embed_dim=32, num_heads=4, depths=(2, 1, 1), patch_size=16, window_size=4, pool_stride=2,
         stem_hidden=8, stem_depth=1, pos_embed_hidden=16, pool_op="avg",
     ),
     "test_atlas_window": AtlasConfig(
-        embed_dim=32, num_heads=2, depths=(1, 1), patch_size=8, window_size=4, pool_stride=2,
+        embed_dim=32, num_heads=2, depths=(1, 1, 1), patch_size=8, window_size=4, pool_stride=2,
         stem_hidden=8, stem_depth=1, pos_embed_hidden=16, communication="single_scale",
     ),
 }

@@ -1,4 +1,4 @@
-"""Scale geometry of Multi-Scale Attention for any token grid (pure Python, no tensors).
+"""Scale geometry of Multi-Scale Attention for any token grid (pure Python; no tensors are made here).
 
 Given the stem's token grid ``(h, w)``, the window ``(kh, kw)`` and the pooling stride ``(sh, sw)``:
 
@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+
+import torch
 
 Size2D = tuple[int, int]
 
@@ -127,6 +129,8 @@ class MultiScaleLayout:
         grid_hw = to_2tuple(grid, "grid")
         window_hw = to_2tuple(window, "window")
         stride_hw = to_2tuple(stride, "stride")
+        if torch.compiler.is_compiling():  # dynamo traces the plain function (the result is constant-folded)
+            return _build_layout.__wrapped__(grid_hw, window_hw, stride_hw, min_scales, max_scales)
         return _build_layout(grid_hw, window_hw, stride_hw, min_scales, max_scales)
 
     def ancestor_window(self, scale: int, window_index: int, coarse_scale: int) -> int:

@@ -1,0 +1,196 @@
+"""MSA ops: fast path vs reference (forward and backward), degenerate cases, routing, padding independence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import atlas_vision.ops.windows as windows_module
+from atlas_vision.ops import MultiScaleLayout, PoolOp, bottomup_attention, summarize, topdown_attention
+from tolerances import tol
+
+# (batch, grid, window, stride, heads, head_dim): non-square, not divisible, batch 1 and 3, odd head dims
+SHAPES = [
+    (1, (40, 24), 8, 4, 2, 8),
+    (3, (37, 53), 8, 2, 1, 24),
+    (1, (64, 64), 16, 4, 2, 16),
+    (1, (9, 30), (4, 6), 2, 3, 8),
+    (3, (5, 7), 4, 2, 2, 8),
+]
+
+
+# every shape in fp32; the small ones also in fp64 (the dense reference is O(N^2) in memory and time)
+CASES = [(c, torch.float32) for c in SHAPES] + [(c, torch.float64) for c in SHAPES if c[1][0] * c[1][1] < 2000]
+
+
+def _case_id(value):
+    return _id(value) if isinstance(value, tuple) and len(value) == 6 else str(value).replace("torch.", "")
+
+
+def _id(case):
+    b, grid, window, stride, n, d = case
+    return f"B{b}-{grid[0]}x{grid[1]}-k{window}-s{stride}-h{n}-d{d}"
+
+
+def _maps(layout, b, n, d, dtype, requires_grad=True):
+    def one():
+        return [torch.randn(b, *g.grid, n, d, dtype=dtype, requires_grad=requires_grad) for g in layout.scales]
+
+    return one(), one(), one()
+
+
+def _compare(fast_fn, ref_fn, inputs, dtype):
+    out_fast = fast_fn(*inputs)
+    out_ref = ref_fn(*inputs)
+    torch.testing.assert_close(out_fast, out_ref, **tol("sdpa", dtype, "fwd"))
+    grad = torch.randn_like(out_ref) * 0.1
+    leaves = [t for t in inputs if isinstance(t, torch.Tensor)]
+    g_fast = torch.autograd.grad(out_fast, leaves, grad, allow_unused=True)
+    g_ref = torch.autograd.grad(out_ref, leaves, grad, allow_unused=True)
+    for a, b in zip(g_fast, g_ref):
+        if b is None:
+            assert a is None or float(a.abs().max()) == 0.0
+        else:
+            torch.testing.assert_close(a, b, **tol("sdpa", dtype, "bwd"))
+
+
+@pytest.mark.parametrize("case,dtype", CASES, ids=_case_id)
+def test_topdown_fast_matches_reference(case, dtype):
+    b, grid, window, stride, n, d = case
+    layout = MultiScaleLayout.from_grid(grid, window, stride, min_scales=2)
+    qs, ks, vs = _maps(layout, b, n, d, dtype)
+    for scale in range(layout.num_scales):
+        for num_keys in {1, layout.num_scales - scale}:
+            def run(q, *kv, backend):
+                keys, values = kv[:num_keys], kv[num_keys:]
+                return topdown_attention(q, keys, values, layout, scale, backend=backend)
+
+            inputs = [qs[scale], *ks[scale: scale + num_keys], *vs[scale: scale + num_keys]]
+            _compare(lambda *t: run(*t, backend="sdpa"), lambda *t: run(*t, backend="reference"), inputs, dtype)
+
+
+@pytest.mark.parametrize("case,dtype", CASES, ids=_case_id)
+def test_bottomup_fast_matches_reference(case, dtype):
+    b, grid, window, stride, n, d = case
+    layout = MultiScaleLayout.from_grid(grid, window, stride, min_scales=2)
+    qs, ks, vs = _maps(layout, b, n, d, dtype)
+    for scale in range(1, layout.num_scales):
+        inputs = [qs[scale], ks[scale - 1], vs[scale - 1]]
+        _compare(
+            lambda q, k, v: bottomup_attention(q, k, v, layout, scale, backend="sdpa"),
+            lambda q, k, v: bottomup_attention(q, k, v, layout, scale, backend="reference"),
+            inputs,
+            dtype,
+        )
+
+
+def test_gradcheck_fast_path_float64():
+    layout = MultiScaleLayout.from_grid((6, 5), 4, 2)  # 2 scales, padded windows
+    qs, ks, vs = _maps(layout, 1, 2, 3, torch.float64)
+    assert torch.autograd.gradcheck(
+        lambda q, k0, k1, v0, v1: topdown_attention(q, [k0, k1], [v0, v1], layout, 0),
+        (qs[0], ks[0], ks[1], vs[0], vs[1]),
+        fast_mode=True,
+    )
+    assert torch.autograd.gradcheck(
+        lambda q, k, v: bottomup_attention(q, k, v, layout, 1), (qs[1], ks[0], vs[0]), fast_mode=True
+    )
+
+
+@pytest.mark.parametrize("grid", [(7, 5), (16, 16), (1, 9)])
+def test_one_scale_whole_grid_window_is_global_attention(grid):
+    layout = MultiScaleLayout.from_grid(grid, window=max(grid) + 1 + (max(grid) + 1) % 2, stride=2)
+    assert layout.num_scales == 1 and layout[0].is_single_window
+    q, k, v = (torch.randn(2, *grid, 3, 8) for _ in range(3))
+    out = topdown_attention(q, [k], [v], layout, 0)
+    flat = [t.flatten(1, 2).transpose(1, 2) for t in (q, k, v)]  # [B, n, N, d]
+    expected = F.scaled_dot_product_attention(*flat).transpose(1, 2).reshape_as(q)
+    torch.testing.assert_close(out, expected, **tol("sdpa", torch.float32, "fwd"))
+
+
+def _changed_windows(out_a, out_b, window):
+    """Set of (row, col) windows of a [B, h, w, n, d] map whose outputs differ."""
+    diff = (out_a - out_b).abs().amax(dim=(0, 3, 4)) > 1e-9  # [h, w]
+    rows, cols = torch.nonzero(diff, as_tuple=True)
+    return {(int(r) // window[0], int(c) // window[1]) for r, c in zip(rows, cols)}
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "reference"])
+def test_topdown_routes_each_window_to_its_spatial_ancestor(backend):
+    # scale grids 32x48 (8x12 windows of 4x4), 16x24 (4x6 windows), 8x12 (2x3), 4x6 (1x2), 2x3 (1 window)
+    layout = MultiScaleLayout.from_grid((32, 48), 4, 2)
+    assert [g.num_windows for g in layout.scales] == [(8, 12), (4, 6), (2, 3), (1, 2), (1, 1)]
+    qs, ks, vs = _maps(layout, 1, 2, 4, torch.float64, requires_grad=False)
+    target = (1, 4)  # perturb window (1, 4) of scale 1 (rows 4..7, cols 16..19)
+    ks2 = [k.clone() for k in ks]
+    ks2[1][:, 4:8, 16:20] += torch.randn_like(ks2[1][:, 4:8, 16:20])
+    out_a = topdown_attention(qs[0], ks, vs, layout, 0, backend=backend)
+    out_b = topdown_attention(qs[0], ks2, vs, layout, 0, backend=backend)
+    changed = _changed_windows(out_a, out_b, (4, 4))
+    # fine window (i, j) covers fine rows 4i..4i+3 -> pooled rows 2i..2i+1 -> scale-1 window (2i // 4, 2j // 4)
+    expected = {(i, j) for i in range(8) for j in range(12) if (2 * i // 4, 2 * j // 4) == target}
+    assert changed == expected == {(2, 8), (2, 9), (3, 8), (3, 9)}
+    # the reference code's raster-order pairing (fine raster index // 4) would pick other windows (spec 8.1)
+    raster = {divmod(index, 12) for index in range(96) if index // 4 == target[0] * 6 + target[1]}
+    assert raster != expected
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "reference"])
+def test_bottomup_reads_only_the_source_window(backend):
+    layout = MultiScaleLayout.from_grid((20, 28), 8, 4)  # 20x28 (3x4 windows of 8x8) -> 5x7 (single window)
+    qs, ks, vs = _maps(layout, 2, 2, 4, torch.float64, requires_grad=False)
+    ks2 = [k.clone() for k in ks]
+    ks2[0][:, 8:16, 16:24] += torch.randn_like(ks2[0][:, 8:16, 16:24])  # fine window (1, 2)
+    out_a = bottomup_attention(qs[1], ks[0], vs[0], layout, 1, backend=backend)
+    out_b = bottomup_attention(qs[1], ks2[0], vs[0], layout, 1, backend=backend)
+    changed = _changed_windows(out_a, out_b, (1, 1))
+    assert changed == {(r, c) for r in range(2, 4) for c in range(4, 6)}  # coarse tokens pooled from it
+
+
+def test_results_do_not_depend_on_padding_content(monkeypatch):
+    layout = MultiScaleLayout.from_grid((37, 53), 8, 2)
+    assert any(g.needs_padding for g in layout.scales)
+    qs, ks, vs = _maps(layout, 2, 2, 8, torch.float32, requires_grad=False)
+    clean_td = topdown_attention(qs[0], ks, vs, layout, 0)
+    clean_bu = bottomup_attention(qs[2], ks[1], vs[1], layout, 2)
+    real_pad = windows_module.pad_grid
+
+    def pad_with_garbage(x, padded):
+        out = real_pad(x, padded)
+        if tuple(out.shape[1:3]) != tuple(x.shape[1:3]):
+            garbage = torch.full_like(out, 1e4)
+            garbage[:, : x.shape[1], : x.shape[2]] = x
+            out = garbage
+        return out
+
+    monkeypatch.setattr(windows_module, "pad_grid", pad_with_garbage)
+    torch.testing.assert_close(topdown_attention(qs[0], ks, vs, layout, 0), clean_td)
+    torch.testing.assert_close(bottomup_attention(qs[2], ks[1], vs[1], layout, 2), clean_bu)
+
+
+@pytest.mark.parametrize("op", list(PoolOp))
+def test_summarize_ceil_mode_pools_only_real_tokens(op):
+    x = torch.randn(2, 7, 10, 3)
+    out = summarize(x, (4, 4), op)
+    assert out.shape == (2, 2, 3, 3)
+    for r in range(2):
+        for c in range(3):
+            block = x[:, 4 * r: 4 * r + 4, 4 * c: 4 * c + 4]
+            want = block.amax(dim=(1, 2)) if op is PoolOp.MAX else block.mean(dim=(1, 2))
+            torch.testing.assert_close(out[:, r, c], want)
+
+
+def test_op_input_errors_are_clear():
+    layout = MultiScaleLayout.from_grid((8, 8), 4, 2)
+    q = torch.randn(1, 8, 8, 2, 4)
+    with pytest.raises(ValueError, match="grid"):
+        topdown_attention(q, [torch.randn(1, 8, 7, 2, 4)], [torch.randn(1, 8, 7, 2, 4)], layout, 0)
+    with pytest.raises(ValueError, match="scale must be"):
+        topdown_attention(q, [q], [q], layout, 5)
+    with pytest.raises(ValueError, match=r"\[B, h, w, n_heads, d_head\]"):
+        topdown_attention(q[0], [q], [q], layout, 0)
+    with pytest.raises(ValueError, match="backend"):
+        topdown_attention(q, [q], [q], layout, 0, backend="flash9")
+    with pytest.raises(ValueError, match="bottom-up scale"):
+        bottomup_attention(q, q, q, layout, 0)
