@@ -7,6 +7,8 @@ from atlas_vision.layers import Communication, MSABlock
 from atlas_vision.models import Atlas, AtlasConfig, create_model, list_models
 from atlas_vision.ops import Backend, MultiScaleLayout, PoolOp, bottomup_attention, summarize, topdown_attention
 
+import atlas_vision.mixers  # noqa: E402,F401  (registers the `mixer_net` benchmark network with timm)
+
 __version__ = "0.1.0"
 
 __all__ = [

@@ -243,6 +243,14 @@ class Atlas(nn.Module):
             self.reset_classifier(0)
         return take_indices
 
+    @property
+    def has_unused_parameters(self) -> bool:
+        """True for the ``top_down`` and ``none`` ablations with several stages: there the last block of a stage
+        updates a scale that is dropped right after and never read again, so those weights get no gradient (DDP then
+        needs ``find_unused_parameters=True``; the training pipeline reads this flag). Always False for ``full``,
+        ``bottom_up`` and ``single_scale``."""
+        return self.config.communication.value in ("top_down", "none") and len(self.stages) > 1
+
     # ----------------------------------------------------------------------------------------------------------------
     # timm model contract
 

@@ -1,0 +1,227 @@
+"""The training configuration: a tree of dataclasses.
+
+``TrainConfig(data, model, optim, schedule, run)`` is the single description of a training run.  It is built from
+the dataclass defaults below, then a YAML file (``--config``), then dotted command-line overrides
+(``--optim.lr 3e-4``); see :mod:`atlas_vision.train.config_io` for loading, overriding and dumping.
+
+**The default recipe lives here, in the dataclass defaults and** :func:`default_data` (one place to tune it).  ``configs/default.yaml`` is a
+dump of these defaults (``atlas-vision train --print-config > configs/default.yaml``); a test keeps the two equal.
+
+Validation that needs only the config (value ranges, choices) happens in ``__post_init__`` of each dataclass, so an
+invalid value fails when the config is built, with the dotted key in the message.  Things that need the runtime
+(world size, number of classes) are checked where they become known (see :func:`accumulation_steps`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from atlas_vision.data import DataConfig
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Progress = Literal["auto", "always", "never"]
+
+
+def _check(condition: bool, key: str, value: Any, expected: str) -> None:
+    if not condition:
+        raise ValueError(f"config key {key!r}: expected {expected}, got {value!r}")
+
+
+@dataclass
+class ModelConfig:
+    """Which network to train; passed to ``timm.create_model`` (``import atlas_vision`` registers the Atlas models)."""
+
+    name: str = "atlas_tiny"
+    """timm model name, e.g. ``atlas_tiny``, ``atlas_tiny_window``, ``resnet10t``."""
+    drop_path_rate: float = 0.0
+    """Stochastic depth rate (only passed to the model when > 0)."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for ``timm.create_model``, e.g. ``{communication: single_scale}``."""
+    channels_last: bool = False
+    """Use the channels-last memory format for the model and its inputs."""
+    compile: bool = False
+    """Wrap the model in ``torch.compile``."""
+    grad_checkpointing: bool = False
+    """Call ``model.set_grad_checkpointing(True)`` (trades compute for activation memory)."""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.name), "model.name", self.name, "a timm model name")
+        _check(0.0 <= self.drop_path_rate < 1.0, "model.drop_path_rate", self.drop_path_rate, "a rate in [0, 1)")
+        reserved = {"num_classes", "in_chans", "drop_path_rate", "pretrained"} & set(self.kwargs)
+        _check(
+            not reserved,
+            "model.kwargs",
+            sorted(reserved),
+            "no keys set elsewhere (num_classes and in_chans come "
+            "from the data, drop_path_rate from model.drop_path_rate)",
+        )
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer (timm ``create_optimizer_v2``), batch sizes, regularisation and EMA."""
+
+    opt: str = "adamw"
+    """timm optimizer name: adamw, sgd, lamb, lion, ..."""
+    lr: float = 1e-3
+    """Peak learning rate (absolute, not rescaled by batch size)."""
+    weight_decay: float = 0.05
+    """Decoupled weight decay; biases and 1-D (norm) parameters get none (timm's grouping)."""
+    betas: tuple[float, float] | None = None
+    """Adam-family betas; ``null`` = the optimizer's default."""
+    momentum: float = 0.9
+    """Momentum for SGD-family optimizers."""
+    eps: float | None = None
+    """Optimizer epsilon; ``null`` = the optimizer's default."""
+    clip_grad: float = 0.0
+    """Clip the global gradient L2 norm to this value; 0 = no clipping."""
+    batch_size: int = 32
+    """Per-device micro-batch size."""
+    global_batch: int = 0
+    """Images per optimizer update over all devices; 0 = batch_size x world size (no accumulation).
+    Gradient accumulation = global_batch / (batch_size x world size), which must be a whole number."""
+    label_smoothing: float = 0.1
+    """Label smoothing of the training loss (applied inside timm's Mixup when mixup/cutmix is on)."""
+    mixup: float = 0.0
+    """Mixup alpha; 0 = off."""
+    cutmix: float = 0.0
+    """CutMix alpha; 0 = off."""
+    mixup_prob: float = 1.0
+    """Probability of applying mixup or cutmix to a batch."""
+    mixup_switch_prob: float = 0.5
+    """Probability of cutmix instead of mixup when both are on."""
+    ema_decay: float = 0.0
+    """Decay of the model weight EMA (timm ModelEmaV3); 0 = off."""
+
+    def __post_init__(self) -> None:
+        _check(self.lr > 0, "optim.lr", self.lr, "a positive learning rate")
+        _check(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "a value >= 0")
+        _check(self.clip_grad >= 0, "optim.clip_grad", self.clip_grad, "a value >= 0 (0 = off)")
+        _check(self.batch_size >= 1, "optim.batch_size", self.batch_size, "a positive integer")
+        _check(self.global_batch >= 0, "optim.global_batch", self.global_batch, "a value >= 0 (0 = no accumulation)")
+        _check(0.0 <= self.label_smoothing < 1.0, "optim.label_smoothing", self.label_smoothing, "a value in [0, 1)")
+        _check(self.mixup >= 0, "optim.mixup", self.mixup, "an alpha >= 0 (0 = off)")
+        _check(self.cutmix >= 0, "optim.cutmix", self.cutmix, "an alpha >= 0 (0 = off)")
+        _check(0.0 <= self.mixup_prob <= 1.0, "optim.mixup_prob", self.mixup_prob, "a probability")
+        _check(0.0 <= self.mixup_switch_prob <= 1.0, "optim.mixup_switch_prob", self.mixup_switch_prob, "a probability")
+        _check(0.0 <= self.ema_decay < 1.0, "optim.ema_decay", self.ema_decay, "a decay in [0, 1) (0 = off)")
+
+    @property
+    def mixing(self) -> bool:
+        """Whether mixup or cutmix is on (then the training loss uses soft targets)."""
+        return self.mixup > 0 or self.cutmix > 0
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule (timm ``create_scheduler_v2``), stepped once per optimizer update."""
+
+    epochs: int = 30
+    """Number of training epochs."""
+    warmup_epochs: float = 2.0
+    """Linear warm-up length in epochs (may be fractional)."""
+    sched: str = "cosine"
+    """timm scheduler name: cosine, tanh, step, multistep, poly, constant, wsd, ..."""
+    min_lr: float = 1e-5
+    """Final learning rate of the decay."""
+    warmup_lr: float = 1e-5
+    """Learning rate at the start of warm-up."""
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "schedule.epochs", self.epochs, "a positive integer")
+        _check(self.warmup_epochs >= 0, "schedule.warmup_epochs", self.warmup_epochs, "a value >= 0")
+        _check(self.sched != "plateau", "schedule.sched", self.sched, "a per-update schedule (plateau is per epoch)")
+        _check(self.min_lr >= 0, "schedule.min_lr", self.min_lr, "a value >= 0")
+        _check(self.warmup_lr >= 0, "schedule.warmup_lr", self.warmup_lr, "a value >= 0")
+
+
+@dataclass
+class RunConfig:
+    """Everything about running: device, precision, output, evaluation and checkpoint cadence, logging."""
+
+    seed: int = 0
+    """Seed of everything: model init, data order, augmentation, mixup; also passed to the data builder."""
+    device: str = "auto"
+    """``auto`` (cuda if available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``. Under torchrun each rank uses
+    ``cuda:LOCAL_RANK``."""
+    precision: Precision = "auto"
+    """``auto`` = bf16 autocast on CUDA, fp32 on CPU; or force ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast
+    with a gradient scaler)."""
+    out: str = ""
+    """Run directory; empty = ``runs/<name>`` or ``runs/<timestamp>``."""
+    name: str = ""
+    """Run name used for the default run directory."""
+    resume: str = ""
+    """A run directory or checkpoint directory to resume from; empty = start fresh."""
+    eval_every: int = 1
+    """Evaluate every N epochs (the last epoch is always evaluated)."""
+    eval_batch_size: int = 0
+    """Validation batch size per device; 0 = 2 x optim.batch_size."""
+    ckpt_every_steps: int = 0
+    """Also write ``checkpoints/last`` every N optimizer updates; 0 = only at the end of each epoch."""
+    progress: Progress = "auto"
+    """``auto``: tqdm bars only when stderr is a terminal and the CI variable is unset; ``always``; ``never``."""
+    log_every_steps: int = 0
+    """Without progress bars, log a line every N optimizer updates; 0 = one line per epoch."""
+    threads: int = 0
+    """torch intra-op CPU threads per process; 0 = torch's default.  1 is much faster for small models on a busy
+    machine (idle threads spin)."""
+    tensorboard: bool = False
+    """Also write TensorBoard scalars into the run directory (needs the ``tensorboard`` extra)."""
+    plots: bool = True
+    """Write loss/accuracy curve PNGs and a confusion-matrix PNG (<= 20 classes) at the end."""
+
+    def __post_init__(self) -> None:
+        _check(self.seed >= 0, "run.seed", self.seed, "an integer >= 0")
+        dev = self.device
+        _check(
+            dev in ("auto", "cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit()),
+            "run.device",
+            dev,
+            "one of auto, cpu, cuda, cuda:N",
+        )
+        _check(self.eval_every >= 1, "run.eval_every", self.eval_every, "a positive integer")
+        _check(self.eval_batch_size >= 0, "run.eval_batch_size", self.eval_batch_size, "a value >= 0")
+        _check(self.ckpt_every_steps >= 0, "run.ckpt_every_steps", self.ckpt_every_steps, "a value >= 0 (0 = off)")
+        _check(self.threads >= 0, "run.threads", self.threads, "a value >= 0 (0 = torch's default)")
+        _check(self.log_every_steps >= 0, "run.log_every_steps", self.log_every_steps, "a value >= 0 (0 = off)")
+
+
+def default_data() -> DataConfig:
+    """The data section of the default run (``atlas-vision train`` with no arguments): the built-in long-range task.
+
+    Tune the default recipe here and in the field defaults of the other sections; the remaining data fields keep
+    :class:`~atlas_vision.data.DataConfig`'s own defaults.
+    """
+    return DataConfig(task="longrange", img_size=(128, 128), train_samples=4000, val_samples=1000)
+
+
+@dataclass
+class TrainConfig:
+    """A complete training run: ``data`` (from :mod:`atlas_vision.data`), ``model``, ``optim``, ``schedule``,
+    ``run``.  ``TrainConfig()`` is the default run."""
+
+    data: DataConfig = field(default_factory=default_data)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+def accumulation_steps(optim: OptimConfig, world_size: int) -> int:
+    """Micro-batches per optimizer update: ``global_batch / (batch_size * world_size)``.
+
+    Raises:
+        ValueError: if ``global_batch`` is not a multiple of ``batch_size * world_size``.
+    """
+    per_step = optim.batch_size * world_size
+    if optim.global_batch == 0:
+        return 1
+    if optim.global_batch % per_step != 0:
+        raise ValueError(
+            f"config key 'optim.global_batch': {optim.global_batch} is not a multiple of optim.batch_size x world "
+            f"size = {optim.batch_size} x {world_size} = {per_step}; choose a global batch that is a multiple of "
+            f"{per_step} (e.g. {max(per_step, optim.global_batch // per_step * per_step)})"
+        )
+    return optim.global_batch // per_step

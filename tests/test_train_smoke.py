@@ -1,0 +1,133 @@
+"""Short in-process training runs: every built-in task, the run-directory contents, optional features, corrupt
+images."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_train_support import tiny_config
+
+from atlas_vision.train import run_training
+from atlas_vision.train.checkpoint import load_state, read_meta
+
+TASKS = {
+    "fake": {"data": {"task": "fake"}},
+    "longrange": {"data": {"task": "longrange", "img_size": [64, 64]}},
+    "pathfinder": {"data": {"task": "pathfinder", "img_size": [32, 32]}},
+}
+
+
+def _check_run_dir(out: Path, summary: dict, steps: int) -> None:
+    assert summary["steps"] == steps and not summary["interrupted"] and summary["exit_code"] == 0
+    assert 0.0 <= summary["val_top1"] <= 100.0 and summary["best_val_top1"] >= summary["val_top1"] - 1e-9
+    assert math.isfinite(summary["train_loss"]) and summary["world_size"] == 1 and summary["device"] == "cpu"
+    for key in ("epochs", "wall_s", "images_per_s", "data_wait_frac", "val_top5", "skipped_images"):
+        assert key in summary, key
+    assert json.loads((out / "summary.json").read_text()) == summary
+    assert (out / "config.yaml").is_file()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records, "metrics.jsonl is empty"
+    for key in (
+        "epoch",
+        "step",
+        "train_loss",
+        "val_loss",
+        "val_top1",
+        "val_top5",
+        "images_per_s",
+        "lr",
+        "data_wait_frac",
+        "train_skipped",
+        "val_count",
+    ):
+        assert key in records[-1], key
+    for name in ("last", "best"):
+        ckpt = out / "checkpoints" / name
+        assert (ckpt / "model.safetensors").is_file() and (ckpt / "state.pt").is_file(), name
+        state = load_state(ckpt)
+        assert {"optimizer", "scheduler", "scaler", "ema", "rng", "epoch", "batch_in_epoch"} <= set(state)
+    assert not list((out / "checkpoints").glob(".*")), "temporary checkpoint directories left behind"
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_two_steps_per_builtin_task(task: str, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path / "run", **TASKS[task])
+    summary = run_training(cfg)  # 16 train images / batch 8 = 2 optimizer updates
+    _check_run_dir(tmp_path / "run", summary, steps=2)
+    assert summary["val_count"] == cfg.data.val_samples
+    assert read_meta(tmp_path / "run" / "checkpoints" / "last")["task"] == task
+
+
+def test_plots_mixup_ema_accumulation_clipping(tmp_path: Path) -> None:
+    """Optional features together: mixup+cutmix, EMA, clipping, accumulation (3 micro-batches -> 2 updates: the
+    short last group is not carried over), 2 epochs, plots."""
+    out = tmp_path / "run"
+    cfg = tiny_config(
+        out,
+        data={"train_samples": 24},
+        run={"plots": True},
+        optim={"batch_size": 4, "global_batch": 8, "mixup": 0.8, "cutmix": 1.0, "ema_decay": 0.9, "clip_grad": 1.0},
+        schedule={"epochs": 2, "warmup_epochs": 0.5},
+    )
+    summary = run_training(cfg)
+    # 24 images / micro-batch 4 = 6 micro-batches = 3 updates of 2 per epoch
+    _check_run_dir(out, summary, steps=6)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2] and "val_top1_ema" in records[-1]
+    assert load_state(out / "checkpoints" / "last")["ema"] is not None
+    for png in ("loss.png", "accuracy.png", "confusion_matrix.png"):
+        assert (out / png).stat().st_size > 1000, png
+
+
+def test_accumulation_short_last_group(tmp_path: Path) -> None:
+    """5 micro-batches with accumulation 2 -> updates of 2, 2, 1 micro-batches: 3 updates per epoch."""
+    cfg = tiny_config(tmp_path / "run", data={"train_samples": 20}, optim={"batch_size": 4, "global_batch": 8})
+    assert run_training(cfg)["steps"] == 3
+
+
+def _png(path: Path, rng: np.random.Generator, size: tuple[int, int] = (40, 36)) -> None:
+    Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(path)
+
+
+def test_folder_task_counts_corrupt_images(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    root = tmp_path / "tree"
+    for split, n in (("train", 8), ("val", 3)):
+        for cls in ("cat", "dog"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                _png(root / split / cls / f"{i}.png", rng)
+    (root / "train" / "cat" / "broken.png").write_bytes(b"not a png")
+    (root / "val" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    cfg = tiny_config(
+        tmp_path / "run", data={"task": "folder", "root": str(root), "strict": False}, optim={"batch_size": 5}
+    )
+    summary = run_training(cfg)
+    # 17 train files (1 broken) -> 3 micro-batches of 5 images (2 left over, drop_last); 7 val files (1 broken)
+    assert summary["val_count"] == 6
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["val_skipped"] == 1
+    assert summary["skipped_images"] == records[-1]["train_skipped"] + 1
+    assert records[-1]["train_skipped"] <= 1
+
+
+def test_fresh_run_refuses_a_directory_with_checkpoints(tmp_path: Path) -> None:
+    run_training(tiny_config(tmp_path / "run"))
+    with pytest.raises(ValueError, match=r"run.out.*already holds a checkpoint.*--resume"):
+        run_training(tiny_config(tmp_path / "run"))
+
+
+def test_tensorboard_missing_is_a_clear_error(tmp_path: Path) -> None:
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"run.tensorboard.*atlas-vision\[tensorboard\]"):
+            run_training(tiny_config(tmp_path / "run", run={"tensorboard": True}))
+    else:
+        run_training(tiny_config(tmp_path / "run", run={"tensorboard": True}))
+        assert any((tmp_path / "run" / "tensorboard").iterdir())
