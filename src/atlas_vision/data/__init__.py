@@ -1,0 +1,26 @@
+"""Data for Atlas: procedural long-range tasks, Pathfinder, image folders, HR-IN100.
+
+Public API::
+
+    DataConfig                         # the ``data`` section of the training config (dataclass, YAML-friendly)
+    build_datasets(cfg, seed) -> Datasets(train, val, num_classes, in_chans, class_names, mean, std)
+    collate_skip_none(batch) -> (images, labels, n_skipped)
+    build_eval_transform(img_size, interpolation, mean, std, in_chans)   # preprocessing for prediction
+
+Tasks are described in ``docs/tasks.md``.
+"""
+
+from atlas_vision.data.build import Datasets, build_datasets
+from atlas_vision.data.collate import collate_skip_none
+from atlas_vision.data.config import DataConfig
+from atlas_vision.data.folder import UnreadableImageError
+from atlas_vision.data.transforms import build_eval_transform
+
+__all__ = [
+    "DataConfig",
+    "Datasets",
+    "UnreadableImageError",
+    "build_datasets",
+    "build_eval_transform",
+    "collate_skip_none",
+]

@@ -1,0 +1,106 @@
+"""``build_datasets``: turn a ``DataConfig`` into train / validation data sets plus what the model needs to know."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from atlas_vision.data.cache import CachedDataset
+from atlas_vision.data.config import DataConfig
+from atlas_vision.data.fake import FakeDataset
+from atlas_vision.data.folder import ImageFolderDataset, find_classes
+from atlas_vision.data.longrange import LongRangeDataset, LongRangeParams
+from atlas_vision.data.pathfinder import PathfinderDataset, pathfinder_preset
+from atlas_vision.data.procedural import ProceduralDataset
+from atlas_vision.data.transforms import build_transform
+
+# timm.data.IMAGENET_DEFAULT_MEAN / _STD (repeated here so that importing this module does not import timm)
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Datasets:
+    """The data of one run.
+
+    Attributes:
+        train: training set; items ``(image float32 [in_chans, h, w] normalised with mean/std, label int)``, or
+            ``None`` for an unreadable image of a non-strict folder (batch with ``collate_skip_none``).
+        val: validation set, same items (evaluation transform, no augmentation).
+        num_classes: number of classes.
+        in_chans: image channels (1 for pathfinder, 3 otherwise).
+        class_names: names indexed by label.
+        mean: per-channel mean the images were normalised with (``x = (pixel / 255 - mean) / std``).
+        std: per-channel standard deviation of that normalisation.
+    """
+
+    train: Dataset
+    val: Dataset
+    num_classes: int
+    in_chans: int
+    class_names: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+def build_datasets(cfg: DataConfig, seed: int) -> Datasets:
+    """Build the train and validation sets of ``cfg.task``.
+
+    Args:
+        cfg: the data configuration.
+        seed: data seed of the procedural tasks (sample ``i`` of a split is a pure function of it); unused by folder.
+
+    Returns:
+        A ``Datasets``.
+
+    Example:
+        >>> data = build_datasets(DataConfig(task="longrange", img_size=(96, 160), train_samples=512), seed=0)
+        >>> image, label = data.train[0]     # image: [3, 96, 160] float32, label: 0 or 1
+    """
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    if cfg.task == "folder":
+        return _folder(cfg)
+    if cfg.task == "fake":
+        fake_train = FakeDataset(cfg.train_samples, "train", seed, cfg.img_size, cfg.fake_classes)
+        fake_val = FakeDataset(cfg.val_samples, "val", seed, cfg.img_size, cfg.fake_classes)
+        return Datasets(fake_train, fake_val, cfg.fake_classes, 3, fake_train.class_names, (0.0,) * 3, (1.0,) * 3)
+    train = make_procedural(cfg, "train", seed, cfg.train_samples)
+    val = make_procedural(cfg, "val", seed, cfg.val_samples)
+    meta = (len(train.class_names), train.in_chans, train.class_names, train.mean, train.std)
+    if cfg.cache_dir:
+        return Datasets(CachedDataset(train, cfg.cache_dir), CachedDataset(val, cfg.cache_dir), *meta)
+    return Datasets(train, val, *meta)
+
+
+def make_procedural(cfg: DataConfig, split: str, seed: int, num_samples: int) -> ProceduralDataset:
+    """The procedural data set (``longrange`` or ``pathfinder``) of ``cfg`` for one split, without caching."""
+    if cfg.task == "longrange":
+        return LongRangeDataset(
+            num_samples, split, seed, LongRangeParams(img_size=cfg.img_size, object_size=cfg.object_size)
+        )
+    if cfg.task == "pathfinder":
+        return PathfinderDataset(num_samples, split, seed, pathfinder_preset(cfg.img_size[0], cfg.contour_length))
+    raise ValueError(f"task {cfg.task!r} is not procedural; procedural tasks: longrange, pathfinder")
+
+
+def _folder(cfg: DataConfig) -> Datasets:
+    root = Path(cfg.root or "")
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"data root {root} does not exist (expected {root}/train/<class> and {root}/val/<class>)"
+        )
+    classes = find_classes(root / "train")
+    val_classes = find_classes(root / "val")
+    if val_classes != classes:
+        missing, extra = sorted(set(classes) - set(val_classes)), sorted(set(val_classes) - set(classes))
+        raise ValueError(
+            f"{root}/val must have the same class folders as {root}/train; missing in val: {missing[:10]}"
+            f"{' ...' if len(missing) > 10 else ''}, only in val: {extra[:10]}{' ...' if len(extra) > 10 else ''}"
+        )
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    train = ImageFolderDataset(root / "train", classes, build_transform(cfg, True, mean, std), cfg.strict)
+    val = ImageFolderDataset(root / "val", classes, build_transform(cfg, False, mean, std), cfg.strict)
+    return Datasets(train, val, len(classes), 3, classes, mean, std)

@@ -1,0 +1,157 @@
+"""`DataConfig`: the ``data`` section of the training configuration.
+
+A plain dataclass with simple field types only (str, int, float, bool, 2-tuples, ``str | None``) so that the training
+pipeline can load it from YAML and apply dotted command-line overrides.  Every field has a default; the defaults
+describe the built-in long-range task at 128 x 128 px, which trains on a CPU in minutes.
+
+Validation happens in ``__post_init__``: every error is a ``ValueError`` naming the field, the value and what is
+allowed.  A YAML loader may hand lists instead of tuples; the 2-tuple fields accept any length-2 sequence and store
+a tuple.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+TASKS: tuple[str, ...] = ("longrange", "pathfinder", "folder", "fake")
+DIFFICULTIES: dict[str, int] = {"easy": 6, "intermediate": 9, "hard": 14}  # Pathfinder contour length (paddles)
+PATHFINDER_SIZES: tuple[int, ...] = (32, 64, 128, 256)
+LONGRANGE_MIN_SIZE, LONGRANGE_MAX_SIZE = 64, 4096
+INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos", "random")
+# First '-'-separated token of a timm auto-augment string: RandAugment, AugMix or an AutoAugment policy name.
+AUTO_AUGMENT_KINDS: tuple[str, ...] = ("rand", "augmix", "original", "originalr", "v0", "v0r", "3a")
+
+
+@dataclass
+class DataConfig:
+    """What data to train and evaluate on, and how to load and augment it.
+
+    Attributes:
+        task: ``"longrange"`` (default; built-in procedural task whose label needs two far-apart objects, see
+            ``docs/tasks.md``), ``"pathfinder"`` (LRA Pathfinder / Path-X, grey, 1 channel), ``"folder"`` (an
+            image folder tree at ``root``) or ``"fake"`` (random tensors, for smoke tests).
+        img_size: ``(h, w)`` in pixels of the images the model sees.  longrange: any size from 64 to 4096 per
+            side, non-square allowed; pathfinder: square 32, 64, 128 or 256 (the published presets); folder and
+            fake: any size >= 8.
+        train_samples: number of training images of the procedural tasks (longrange, pathfinder, fake).
+        val_samples: number of validation images of the procedural tasks.
+        difficulty: Pathfinder difficulty: ``"easy"``, ``"intermediate"`` or ``"hard"`` = contour length 6/9/14.
+        object_size: longrange object diameter in pixels; 0 picks ``round(12 * sqrt(min(h, w) / 128))``
+            (12 px at 128 px, 24 px at 512 px, 48 px at 2048 px), so bigger images are longer-range.
+        fake_classes: number of classes of the ``fake`` task.
+        root: folder task: a directory holding ``train/`` and ``val/``, each with one sub-folder per class.
+        interpolation: resize interpolation of the folder transforms (``"bicubic"``, ``"bilinear"``, ...).
+        auto_augment: folder task, training only: a timm auto-augment string such as ``"rand-m9-mstd0.5-inc1"``
+            (RandAugment), ``"augmix-m5-w4-d2"`` or ``"v0"``; ``None`` disables it.
+        reprob: folder task, training only: random-erasing probability (0 disables it).
+        hflip: folder task, training only: horizontal-flip probability.
+        color_jitter: folder task, training only: colour-jitter strength (0 disables it; timm ignores it when
+            ``auto_augment`` is set).
+        scale: folder task, training only: ``(min, max)`` area fraction of RandomResizedCrop.
+        strict: folder task: ``True`` raises on the first unreadable image (naming the file); ``False`` skips it
+            (``__getitem__`` returns ``None``; use ``collate_skip_none``) and logs one warning per file.
+        num_workers: DataLoader worker processes (0 loads in the main process).
+        cache_dir: procedural tasks: if set, every sample is generated once into a ``.npy`` file in this
+            directory (keyed by all generation parameters) and read back memory-mapped afterwards; ``None``
+            generates on the fly.  Mind the size: ``samples * h * w * channels`` bytes per split.
+    """
+
+    task: str = "longrange"
+    img_size: tuple[int, int] = (128, 128)
+    train_samples: int = 4000
+    val_samples: int = 1000
+    difficulty: str = "hard"
+    object_size: int = 0
+    fake_classes: int = 10
+    root: str | None = None
+    interpolation: str = "bicubic"
+    auto_augment: str | None = None
+    reprob: float = 0.0
+    hflip: float = 0.5
+    color_jitter: float = 0.0
+    scale: tuple[float, float] = (0.08, 1.0)
+    strict: bool = False
+    num_workers: int = 2
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        self.img_size = _pair(self.img_size, "img_size", int)
+        self.scale = _pair(self.scale, "scale", float)
+        _choice("task", self.task, TASKS)
+        _choice("difficulty", self.difficulty, tuple(DIFFICULTIES))
+        _choice("interpolation", self.interpolation, INTERPOLATIONS)
+        _int_at_least("train_samples", self.train_samples, 1)
+        _int_at_least("val_samples", self.val_samples, 1)
+        _int_at_least("object_size", self.object_size, 0)
+        _int_at_least("fake_classes", self.fake_classes, 2)
+        _int_at_least("num_workers", self.num_workers, 0)
+        _probability("reprob", self.reprob)
+        _probability("hflip", self.hflip)
+        if not 0.0 <= self.color_jitter <= 1.0:
+            raise ValueError(f"color_jitter must be in [0, 1], got {self.color_jitter!r}")
+        lo, hi = self.scale
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"scale must be (min, max) with 0 < min <= max <= 1, got {self.scale!r}")
+        if self.auto_augment is not None and self.auto_augment.split("-")[0] not in AUTO_AUGMENT_KINDS:
+            raise ValueError(
+                f"auto_augment must be None or a timm auto-augment string starting with one of "
+                f"{', '.join(AUTO_AUGMENT_KINDS)} (e.g. 'rand-m9-mstd0.5-inc1'), got {self.auto_augment!r}"
+            )
+        self._check_img_size()
+        if self.task == "folder" and not self.root:
+            raise ValueError("root must be set for task='folder' (a directory with train/ and val/ class folders)")
+        if self.object_size and self.task == "longrange" and self.object_size > min(self.img_size) // 4:
+            raise ValueError(
+                f"object_size must be at most min(img_size) // 4 = {min(self.img_size) // 4} for task='longrange' "
+                f"with img_size={self.img_size}, got {self.object_size}"
+            )
+
+    def _check_img_size(self) -> None:
+        h, w = self.img_size
+        if self.task == "pathfinder":
+            if h != w or h not in PATHFINDER_SIZES:
+                raise ValueError(
+                    f"img_size must be square and one of {PATHFINDER_SIZES} for task='pathfinder' "
+                    f"(the published presets), got {self.img_size}"
+                )
+        elif self.task == "longrange":
+            if not (LONGRANGE_MIN_SIZE <= h <= LONGRANGE_MAX_SIZE and LONGRANGE_MIN_SIZE <= w <= LONGRANGE_MAX_SIZE):
+                raise ValueError(
+                    f"img_size must have both sides in [{LONGRANGE_MIN_SIZE}, {LONGRANGE_MAX_SIZE}] for "
+                    f"task='longrange', got {self.img_size}"
+                )
+        elif h < 8 or w < 8:
+            raise ValueError(f"img_size must have both sides >= 8, got {self.img_size}")
+
+    @property
+    def contour_length(self) -> int:
+        """Pathfinder contour length (number of paddles of a target snake) of ``difficulty``."""
+        return DIFFICULTIES[self.difficulty]
+
+
+def _pair(value: Any, name: str, kind: type) -> tuple[Any, Any]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ValueError(f"{name} must be a pair (a, b), got {value!r}")
+    try:
+        a, b = (kind(v) for v in value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a pair of {kind.__name__}s, got {value!r}") from err
+    if kind is int and (a != value[0] or b != value[1]):
+        raise ValueError(f"{name} must be a pair of ints, got {value!r}")
+    return (a, b)
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
+
+
+def _int_at_least(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _probability(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")

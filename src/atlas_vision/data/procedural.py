@@ -1,0 +1,85 @@
+"""Base class of the procedurally generated data sets (longrange, pathfinder).
+
+A procedural data set renders sample ``i`` from its own random stream (see ``_rng.py``), so it needs no files, is
+identical in every worker process and in every run, and can be made at any length.  Subclasses implement
+``render(index) -> (uint8 image HxWxC, label)``; this class turns that into a normalised float tensor.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from atlas_vision.data._rng import split_code
+
+
+def uint8_to_tensor(image_HWC: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """``uint8 [H, W, C]`` -> normalised ``float32 [C, H, W]``: ``(x / 255 - mean) / std`` per channel.
+
+    Done in numpy (one fused pass per step, no intra-op threads), which is several times faster than the torch
+    equivalent for small images inside DataLoader workers.
+    """
+    scale_C = (1.0 / (255.0 * np.asarray(std, dtype=np.float32))).astype(np.float32)
+    shift_C = (-np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)).astype(np.float32)
+    x_CHW = np.array(image_HWC.transpose(2, 0, 1), dtype=np.float32, order="C")  # [C, H, W], a fresh copy
+    x_CHW *= scale_C[:, None, None]
+    x_CHW += shift_C[:, None, None]
+    return torch.from_numpy(x_CHW)
+
+
+class ProceduralDataset(Dataset, ABC):
+    """A data set whose samples are rendered on the fly, deterministically, from ``(seed, split, index)``.
+
+    Args:
+        num_samples: length of the data set.
+        split: ``"train"``, ``"val"`` or ``"test"``; each split is an independent stream.
+        seed: the data seed; the same seed gives the same images.
+
+    Items are ``(image [C, H, W] float32 normalised with (mean, std), label int)``.
+    """
+
+    #: Channels of the rendered images.
+    in_chans: int = 3
+    #: Per-channel normalisation (the images are rendered in [0, 1]; this maps them to [-1, 1]).
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
+    #: Task name (key of ``_rng.TASK_CODES``).
+    task: str = ""
+
+    def __init__(self, num_samples: int, split: str, seed: int) -> None:
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        split_code(split)  # validates the split name
+        self.num_samples = int(num_samples)
+        self.split = split
+        self.seed = int(seed)
+
+    @property
+    @abstractmethod
+    def class_names(self) -> list[str]:
+        """Names of the classes, indexed by label."""
+
+    @property
+    @abstractmethod
+    def img_size(self) -> tuple[int, int]:
+        """``(h, w)`` of the rendered images."""
+
+    @abstractmethod
+    def render(self, index: int) -> tuple[np.ndarray, int]:
+        """Render sample ``index``: ``(uint8 image [H, W, C], label)``.  Pure function of the constructor arguments."""
+
+    def cache_key(self) -> str:
+        """A string that identifies every generation parameter (used to name cache files)."""
+        return f"{self.task}-{self.img_size[0]}x{self.img_size[1]}-seed{self.seed}-{self.split}"
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"index {index} out of range for a data set of {self.num_samples} samples")
+        image_HWC, label = self.render(int(index))
+        return uint8_to_tensor(image_HWC, self.mean, self.std), label
