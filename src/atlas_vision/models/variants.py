@@ -19,15 +19,16 @@ VARIANT_CONFIGS: dict[str, AtlasConfig] = {
     # Paper sizes (spec 2.4): Base = 768/12, Small = 384/6; D = {2, 10}, P = 16, K = 16x16, S = 4x4.
     "atlas_base": AtlasConfig(embed_dim=768, num_heads=12, depths=(2, 10)),
     "atlas_small": AtlasConfig(embed_dim=384, num_heads=6, depths=(2, 10)),
-    # CPU-sized model for the built-in long-range tasks (small images, patch 8, 8x8 windows).
+    # CPU-sized model for the built-in long-range tasks: patch 8, 4x4-token windows (32x32 px), stride 2.
+    # At 64 px: 8x8 tokens in 2x2 windows + a 4x4 global scale; at 256 px: 32x32 -> 16x16 -> 8x8 -> 4x4.
     "atlas_tiny": AtlasConfig(
-        embed_dim=128, num_heads=4, depths=(2, 2), patch_size=8, window_size=8, pool_stride=4,
-        stem_hidden=32, stem_depth=1, pos_embed_hidden=128,
+        embed_dim=64, num_heads=4, depths=(2, 2), patch_size=8, window_size=4, pool_stride=2,
+        stem_hidden=16, stem_depth=1, pos_embed_hidden=64,
     ),
     # The same network with window attention only (no cross-scale communication): the control of the default task.
     "atlas_tiny_window": AtlasConfig(
-        embed_dim=128, num_heads=4, depths=(2, 2), patch_size=8, window_size=8, pool_stride=4,
-        stem_hidden=32, stem_depth=1, pos_embed_hidden=128, communication="single_scale",
+        embed_dim=64, num_heads=4, depths=(2, 2), patch_size=8, window_size=4, pool_stride=2,
+        stem_hidden=16, stem_depth=1, pos_embed_hidden=64, communication="single_scale",
     ),
     # Tiny variants for tests (seconds on CPU); they cover patch 4/8/16, max/avg pooling, non-square windows and
     # every communication mode through overrides. (3 stages: timm's generic feature tests expect >= 3 levels.)
@@ -72,8 +73,8 @@ default_cfgs = generate_default_cfgs(
     {
         "atlas_base": _cfg((3, 1024, 1024)),
         "atlas_small": _cfg((3, 1024, 1024)),
-        "atlas_tiny": _cfg((3, 128, 128), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
-        "atlas_tiny_window": _cfg((3, 128, 128), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        "atlas_tiny": _cfg((3, 64, 64), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+        "atlas_tiny_window": _cfg((3, 64, 64), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
         "test_atlas": _cfg((3, 64, 64)),
         "test_atlas_3stage": _cfg((3, 64, 48)),
         "test_atlas_p16": _cfg((3, 96, 96)),
@@ -112,7 +113,7 @@ def atlas_small(pretrained: bool = False, **kwargs) -> Atlas:
 
 @register_model
 def atlas_tiny(pretrained: bool = False, **kwargs) -> Atlas:
-    """CPU-sized Atlas (128 dim, 4 heads, D = {2, 2}, patch 8, 8x8 windows) for the built-in tasks."""
+    """CPU-sized Atlas (64 dim, 4 heads, D = {2, 2}, patch 8, 4x4-token windows, stride 2) for the built-in tasks."""
     return _create("atlas_tiny", pretrained, **kwargs)
 
 
