@@ -163,3 +163,14 @@ def test_expected_configs_are_shipped() -> None:
         "hr_in100_atlas_small_2048.yaml",
         "hr_in100_atlas_small_4096.yaml",
     } <= names
+
+
+def test_overriding_one_data_key_keeps_the_default_recipes_other_data_values():
+    """Regression: `--data.num_workers 0` once silently reset data.img_size to DataConfig's own default."""
+    from atlas_vision.train import TrainConfig, build_config
+
+    default = TrainConfig()
+    cfg = build_config(TrainConfig, overrides=[("data.num_workers", ["0"])])
+    assert cfg.data.num_workers == 0
+    assert cfg.data.img_size == default.data.img_size
+    assert cfg.data.train_samples == default.data.train_samples

@@ -338,8 +338,14 @@ def build_config(
     overrides: Sequence[tuple[str, Sequence[str]]] = (),
     base: Mapping[str, Any] | None = None,
 ) -> T:
-    """Defaults < ``base`` mapping < YAML file < overrides -> a validated ``cls`` instance."""
-    tree: dict[str, Any] = to_dict(dict(base or {}))
+    """Defaults < ``base`` mapping < YAML file < overrides -> a validated ``cls`` instance.
+
+    The tree starts from the full defaults of ``cls()`` (including section factories such as ``default_data()``), so
+    overriding one key of a section keeps the section's other defaults instead of falling back to the section
+    class's own field defaults.
+    """
+    tree: dict[str, Any] = to_dict(cls())
+    _merge(tree, to_dict(dict(base or {})))
     if yaml_path is not None:
         _merge(tree, load_yaml(yaml_path))
     return apply_overrides(cls, tree, overrides)
