@@ -31,7 +31,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from atlas_vision.data._rng import balanced_label, sample_rng
 from atlas_vision.data.procedural import ProceduralDataset
 
 PALETTE: tuple[tuple[int, int, int], ...] = ((220, 50, 50), (50, 190, 70), (60, 100, 235), (230, 210, 50))
@@ -224,15 +223,13 @@ class LongRangeDataset(ProceduralDataset):
 
     def scene(self, index: int) -> Scene:
         """The layout of sample ``index`` (retrying deterministically with new sub-seeds if a draw fails)."""
-        label = balanced_label(self.task, self.seed, self.split, index, num_classes=2)
-        for attempt in range(_MAX_ATTEMPTS):
-            scene = make_scene(self.params, sample_rng(self.task, self.seed, self.split, index, attempt), label)
-            if scene is not None:
-                return scene
-        raise RuntimeError(
+        return self.draw_scene(
+            index,
+            lambda rng, label: make_scene(self.params, rng, label),
+            _MAX_ATTEMPTS,
             f"longrange: could not place two objects {self.params.min_distance:.0%} of the diagonal apart in "
             f"{_MAX_ATTEMPTS} attempts (img_size={self.params.img_size}, object_size={self.params.size}); "
-            "use a smaller object_size"
+            "use a smaller object_size",
         )
 
     def render(self, index: int) -> tuple[np.ndarray, int]:

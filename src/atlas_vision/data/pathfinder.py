@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from atlas_vision.data._rng import balanced_label, sample_rng
 from atlas_vision.data._snakes import SnakeCanvas, SnakeGeometry, distance_to_segments
 from atlas_vision.data.procedural import ProceduralDataset
 
@@ -233,14 +232,12 @@ class PathfinderDataset(ProceduralDataset):
 
     def scene(self, index: int) -> PathfinderScene:
         """The geometry of sample ``index`` (retrying deterministically with new sub-seeds if a layout fails)."""
-        label = balanced_label(self.task, self.seed, self.split, index, num_classes=2)
-        for attempt in range(_MAX_ATTEMPTS):
-            scene = layout(self.params, sample_rng(self.task, self.seed, self.split, index, attempt), label)
-            if scene is not None:
-                return scene
-        raise RuntimeError(
+        return self.draw_scene(
+            index,
+            lambda rng, label: layout(self.params, rng, label),
+            _MAX_ATTEMPTS,
             f"pathfinder: no valid image for index {index} after {_MAX_ATTEMPTS} attempts (size {self.params.size}, "
-            f"contour_length {self.params.contour_length})"
+            f"contour_length {self.params.contour_length})",
         )
 
     def render(self, index: int) -> tuple[np.ndarray, int]:

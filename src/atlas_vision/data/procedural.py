@@ -8,12 +8,16 @@ identical in every worker process and in every run, and can be made at any lengt
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from atlas_vision.data._rng import split_code
+from atlas_vision.data._rng import balanced_label, sample_rng, split_code
+
+SceneT = TypeVar("SceneT")
 
 
 def uint8_to_tensor(image_HWC: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
@@ -70,6 +74,18 @@ class ProceduralDataset(Dataset, ABC):
     @abstractmethod
     def render(self, index: int) -> tuple[np.ndarray, int]:
         """Render sample ``index``: ``(uint8 image [H, W, C], label)``.  Pure function of the constructor arguments."""
+
+    def draw_scene(
+        self, index: int, draw: Callable[[np.random.Generator, int], SceneT | None], attempts: int, failure: str
+    ) -> SceneT:
+        """Draw the scene of binary-labelled sample ``index``: ``draw(rng, label)`` with a per-sample RNG, retried
+        deterministically with new sub-seeds while it returns ``None``; ``RuntimeError(failure)`` after ``attempts``."""
+        label = balanced_label(self.task, self.seed, self.split, index, num_classes=2)
+        for attempt in range(attempts):
+            scene = draw(sample_rng(self.task, self.seed, self.split, index, attempt), label)
+            if scene is not None:
+                return scene
+        raise RuntimeError(failure)
 
     def cache_key(self) -> str:
         """A string that identifies every generation parameter (used to name cache files)."""
