@@ -86,11 +86,11 @@ class GlobalBlock(nn.Module):
 class MSAOnly(nn.Module):
     """One MSA block over all scales of a grid (first scale 0), as used in Atlas's first stage."""
 
-    def __init__(self, dim: int, heads: int, num_scales: int, naive: str | None):
+    def __init__(self, dim: int, heads: int, num_scales: int, naive: str | None, backend: str = "sdpa"):
         super().__init__()
         from atlas_vision.layers import MSABlock
 
-        self.block = MSABlock(dim, heads, num_scale_blocks=num_scales)
+        self.block = MSABlock(dim, heads, num_scale_blocks=num_scales, backend=backend)
         self.naive = naive
 
     def forward(self, xs, layout):
@@ -177,8 +177,10 @@ def child(spec: dict) -> dict:
             xs = [torch.randn(spec["batch"], side, side, dim, device=device)]
         else:
             layout = MultiScaleLayout.from_grid((side, side), spec["window"], spec["stride"])
-            naive = None if spec["mixer"] == "msa" else spec["mixer"].removeprefix("msa-naive-")
-            module = MSAOnly(dim, heads, layout.num_scales, naive).to(device)
+            mixer = spec["mixer"]
+            naive = mixer.removeprefix("msa-naive-") if mixer.startswith("msa-naive-") else None
+            backend = mixer.removeprefix("msa-") if mixer in ("msa-split", "msa-sdpa") else "sdpa"
+            module = MSAOnly(dim, heads, layout.num_scales, naive, backend).to(device)
             xs = [torch.randn(spec["batch"], side, side, dim, device=device)]
             for _ in range(1, layout.num_scales):
                 xs.append(summarize(xs[-1], layout.stride))
@@ -240,7 +242,7 @@ def plan(what: str, args) -> list[dict]:
                 specs.append({**common, "kind": "block", "mixer": mixer, "side": side, "mode": "fwd_bwd", "batch": 1,
                               "dim": args.dim, "heads": args.heads, "window": 16, "stride": 4})
     elif what == "fastpath":
-        for mixer in ("msa", "msa-naive-kv-copy"):
+        for mixer in ("msa", "msa-split", "msa-naive-kv-copy"):
             for side in [int(s) for s in args.sides.split(",")]:
                 for mode in ("fwd", "fwd_bwd"):
                     specs.append({**common, "kind": "block", "mixer": mixer, "side": side, "mode": mode, "batch": 1,

@@ -243,3 +243,19 @@ def test_models_are_registered_with_timm_and_listed():
     with redirect_stdout(buf):
         assert main(["list-models", "atlas_*"]) == 0
     assert buf.getvalue().split() == ["atlas_base", "atlas_small", "atlas_tiny", "atlas_tiny_window"]
+
+
+@pytest.mark.parametrize("name", ["test_atlas_3stage", "atlas_tiny"])
+def test_split_backend_model_equals_sdpa_backend(name):
+    """A whole model on the split / LSE-merge backend gives the SDPA backend's outputs and gradients."""
+    torch.manual_seed(0)
+    sdpa = _build(name, num_classes=3, backend="sdpa").train()
+    split = _build(name, num_classes=3, backend="split").train()
+    split.load_state_dict(sdpa.state_dict())
+    x = torch.randn(3, 3, 136, 72)
+    out_a, out_b = sdpa(x), split(x)
+    torch.testing.assert_close(out_b, out_a, **tol("model", torch.float32, "fwd"))
+    out_a.square().sum().backward()
+    out_b.square().sum().backward()
+    for (n, p), q in zip(sdpa.named_parameters(), split.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, **tol("model", torch.float32, "bwd"), msg=n)

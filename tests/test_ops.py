@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 import atlas_vision.ops.windows as windows_module
 from atlas_vision.ops import MultiScaleLayout, PoolOp, bottomup_attention, summarize, topdown_attention
+from atlas_vision.ops.split import _plan as _split_plan
+from atlas_vision.ops.split import split_topdown_attention
 from tolerances import tol
 
 # (batch, grid, window, stride, heads, head_dim): non-square, not divisible, batch 1 and 3, odd head dims
@@ -40,10 +42,10 @@ def _maps(layout, b, n, d, dtype, requires_grad=True):
     return one(), one(), one()
 
 
-def _compare(fast_fn, ref_fn, inputs, dtype):
+def _compare(fast_fn, ref_fn, inputs, dtype, backend="sdpa"):
     out_fast = fast_fn(*inputs)
     out_ref = ref_fn(*inputs)
-    torch.testing.assert_close(out_fast, out_ref, **tol("sdpa", dtype, "fwd"))
+    torch.testing.assert_close(out_fast, out_ref, **tol(backend, dtype, "fwd"))
     grad = torch.randn_like(out_ref) * 0.1
     leaves = [t for t in inputs if isinstance(t, torch.Tensor)]
     g_fast = torch.autograd.grad(out_fast, leaves, grad, allow_unused=True)
@@ -52,11 +54,12 @@ def _compare(fast_fn, ref_fn, inputs, dtype):
         if b is None:
             assert a is None or float(a.abs().max()) == 0.0
         else:
-            torch.testing.assert_close(a, b, **tol("sdpa", dtype, "bwd"))
+            torch.testing.assert_close(a, b, **tol(backend, dtype, "bwd"))
 
 
+@pytest.mark.parametrize("backend", ["sdpa", "split"])
 @pytest.mark.parametrize("case,dtype", CASES, ids=_case_id)
-def test_topdown_fast_matches_reference(case, dtype):
+def test_topdown_fast_matches_reference(case, dtype, backend):
     b, grid, window, stride, n, d = case
     layout = MultiScaleLayout.from_grid(grid, window, stride, min_scales=2)
     qs, ks, vs = _maps(layout, b, n, d, dtype)
@@ -67,7 +70,54 @@ def test_topdown_fast_matches_reference(case, dtype):
                 return topdown_attention(q, keys, values, layout, scale, backend=backend)
 
             inputs = [qs[scale], *ks[scale: scale + num_keys], *vs[scale: scale + num_keys]]
-            _compare(lambda *t: run(*t, backend="sdpa"), lambda *t: run(*t, backend="reference"), inputs, dtype)
+            _compare(
+                lambda *t: run(*t, backend=backend), lambda *t: run(*t, backend="reference"), inputs, dtype, backend
+            )
+
+
+# grids whose window grid needs the split backend's nested padding (e.g. 9 x 5 windows, stride 2, 2-3 ancestors)
+SPLIT_FALLBACK_CASES = [(3, (70, 33), 4, 2, 2, 8), (1, (40, 24), 8, 4, 2, 8), (1, (9, 30), (4, 6), 2, 3, 8)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("case", SPLIT_FALLBACK_CASES, ids=_id)
+def test_split_pytorch_fallback_matches_reference(case, dtype):
+    """The split backend's pure-PyTorch path (used off-CPU) against the reference, forward and backward."""
+    b, grid, window, stride, n, d = case
+    layout = MultiScaleLayout.from_grid(grid, window, stride, min_scales=2)
+    qs, ks, vs = _maps(layout, b, n, d, dtype)
+    for scale in range(layout.num_scales):
+        num_keys = layout.num_scales - scale
+
+        def run(q, *kv, kernel):
+            keys, values = kv[:num_keys], kv[num_keys:]
+            if kernel is None:
+                return topdown_attention(q, keys, values, layout, scale, backend="reference")
+            return split_topdown_attention(q, keys, values, layout, scale, use_kernel=kernel)
+
+        inputs = [qs[scale], *ks[scale:], *vs[scale:]]
+        _compare(lambda *t: run(*t, kernel=False), lambda *t: run(*t, kernel=None), inputs, dtype, "split")
+
+
+@pytest.mark.parametrize("grid,window,stride", [((70, 33), 4, 2), ((37, 53), 8, 2), ((9, 30), (4, 6), 2)])
+def test_nested_window_order_round_trip_and_grouping(grid, window, stride):
+    """partition/merge are inverse; every group of the nested order is exactly the fine windows of one ancestor."""
+    layout = MultiScaleLayout.from_grid(grid, window, stride, min_scales=3)
+    query, nestings, levels = _split_plan(layout, 0, layout.num_scales)
+    x = torch.randn(2, *grid, 3, 5)
+    torch.testing.assert_close(query.merge(query.partition(x)), x, rtol=0, atol=0)
+    # tag every token with the raster index of its scale-0 window, in nested order
+    kh, kw = layout[0].window
+    rows = torch.arange(grid[0])[:, None] // kh
+    cols = torch.arange(grid[1])[None, :] // kw
+    tag = (rows * layout[0].num_windows[1] + cols).double()[None, :, :, None, None]
+    nested_tag = query.partition(tag + 1)[0, 0, :, :, 0]  # [W, T], 0 = padding
+    for m in range(1, levels + 1):
+        groups = nestings[m].partition(torch.zeros(1, *layout[m].grid, 1, 1)).shape[2]
+        for group in nested_tag.view(groups, -1):
+            fine = {int(t) - 1 for t in group.unique() if t > 0}
+            ancestors = {layout.ancestor_window(0, w, m) for w in fine}
+            assert len(ancestors) <= 1, (m, fine, ancestors)
 
 
 @pytest.mark.parametrize("case,dtype", CASES, ids=_case_id)
@@ -85,11 +135,12 @@ def test_bottomup_fast_matches_reference(case, dtype):
         )
 
 
-def test_gradcheck_fast_path_float64():
+@pytest.mark.parametrize("backend", ["sdpa", "split"])
+def test_gradcheck_fast_path_float64(backend):
     layout = MultiScaleLayout.from_grid((6, 5), 4, 2)  # 2 scales, padded windows
     qs, ks, vs = _maps(layout, 1, 2, 3, torch.float64)
     assert torch.autograd.gradcheck(
-        lambda q, k0, k1, v0, v1: topdown_attention(q, [k0, k1], [v0, v1], layout, 0),
+        lambda q, k0, k1, v0, v1: topdown_attention(q, [k0, k1], [v0, v1], layout, 0, backend=backend),
         (qs[0], ks[0], ks[1], vs[0], vs[1]),
         fast_mode=True,
     )
@@ -116,7 +167,7 @@ def _changed_windows(out_a, out_b, window):
     return {(int(r) // window[0], int(c) // window[1]) for r, c in zip(rows, cols)}
 
 
-@pytest.mark.parametrize("backend", ["sdpa", "reference"])
+@pytest.mark.parametrize("backend", ["sdpa", "split", "reference"])
 def test_topdown_routes_each_window_to_its_spatial_ancestor(backend):
     # scale grids 32x48 (8x12 windows of 4x4), 16x24 (4x6 windows), 8x12 (2x3), 4x6 (1x2), 2x3 (1 window)
     layout = MultiScaleLayout.from_grid((32, 48), 4, 2)
@@ -148,11 +199,12 @@ def test_bottomup_reads_only_the_source_window(backend):
     assert changed == {(r, c) for r in range(2, 4) for c in range(4, 6)}  # coarse tokens pooled from it
 
 
-def test_results_do_not_depend_on_padding_content(monkeypatch):
+@pytest.mark.parametrize("backend", ["sdpa", "split"])
+def test_results_do_not_depend_on_padding_content(monkeypatch, backend):
     layout = MultiScaleLayout.from_grid((37, 53), 8, 2)
     assert any(g.needs_padding for g in layout.scales)
     qs, ks, vs = _maps(layout, 2, 2, 8, torch.float32, requires_grad=False)
-    clean_td = topdown_attention(qs[0], ks, vs, layout, 0)
+    clean_td = topdown_attention(qs[0], ks, vs, layout, 0, backend=backend)
     clean_bu = bottomup_attention(qs[2], ks[1], vs[1], layout, 2)
     real_pad = windows_module.pad_grid
 
@@ -165,7 +217,7 @@ def test_results_do_not_depend_on_padding_content(monkeypatch):
         return out
 
     monkeypatch.setattr(windows_module, "pad_grid", pad_with_garbage)
-    torch.testing.assert_close(topdown_attention(qs[0], ks, vs, layout, 0), clean_td)
+    torch.testing.assert_close(topdown_attention(qs[0], ks, vs, layout, 0, backend=backend), clean_td)
     torch.testing.assert_close(bottomup_attention(qs[2], ks[1], vs[1], layout, 2), clean_bu)
 
 

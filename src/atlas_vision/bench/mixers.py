@@ -99,6 +99,12 @@ def _num(value: float | None) -> str:
     return "      n/a" if value is None else f"{value:9.2f}"
 
 
+def _write_partial(rows: list[dict[str, Any]], settings: BenchSettings) -> None:
+    """``DIR/rows.partial.csv``: every row measured so far (columns = the union of their keys)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    write_csv(rows, settings.out / "rows.partial.csv", columns)
+
+
 def _grid_text(size: Size2D) -> str:
     return f"{size[0]}x{size[1]}"
 
@@ -182,6 +188,7 @@ def run_variants(
                 f"[train] {variant.name:<28} seed {seed}: val_top1 {_num(summary['val_top1'])} %  "
                 f"train {_num(summary['train_s'])} s"
             )
+            _write_partial(rows, settings)  # the rows so far survive an interrupted run
     return rows
 
 

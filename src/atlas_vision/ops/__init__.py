@@ -14,6 +14,7 @@ from atlas_vision.ops.dispatch import Backend, resolve_backend
 from atlas_vision.ops.layout import MultiScaleLayout, ScaleGeometry, Size2D, to_2tuple
 from atlas_vision.ops.reference import reference_bottomup_attention, reference_topdown_attention
 from atlas_vision.ops.sdpa import sdpa_bottomup_attention, sdpa_topdown_attention
+from atlas_vision.ops.split import cpu_kernel_available, split_topdown_attention
 from atlas_vision.ops.summarize import PoolOp, summarize
 
 __all__ = [
@@ -88,8 +89,11 @@ def topdown_attention(
     for offset, (k, v) in enumerate(zip(keys, values)):
         _check_map(f"keys[{offset}]", k, layout[scale + offset].grid, tuple(q.shape[3:]))
         _check_map(f"values[{offset}]", v, layout[scale + offset].grid, tuple(q.shape[3:]))
-    if resolve_backend(backend) is Backend.REFERENCE:
+    chosen = resolve_backend(backend, cpu_kernels=cpu_kernel_available(q))
+    if chosen is Backend.REFERENCE:
         return reference_topdown_attention(q, keys, values, layout, scale, softmax_scale)
+    if chosen is Backend.SPLIT:
+        return split_topdown_attention(q, keys, values, layout, scale, softmax_scale)
     return sdpa_topdown_attention(q, keys, values, layout, scale, softmax_scale)
 
 
