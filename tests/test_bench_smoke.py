@@ -255,3 +255,28 @@ def test_ablation_variants_validate_early() -> None:
     assert [v.net_kwargs["window"] for v in variants] == [(8, 8), (16, 16)]
     with pytest.raises(ValueError, match="divisible by pool_stride"):
         ablation_variants(("pool_stride",), shape, (8,), (3,), {})
+
+
+def test_interrupted_training_stops_the_benchmark_without_a_row(tmp_path: Path, monkeypatch) -> None:
+    """SIGINT/SIGTERM during a training run: the benchmark exits with the trainer's code; finished rows are kept in
+    rows.partial.csv and the partly trained model is never reported as a result."""
+    import atlas_vision.train as train_module
+
+    calls = []
+
+    def fake_training(cfg):
+        calls.append(cfg.run.seed)
+        if len(calls) == 2:
+            return {"interrupted": True, "exit_code": 143}
+        return {"val_top1": 50.0, "train_s": 1.0, "epochs": 1, "num_params": 10, "run_dir": cfg.run.out}
+
+    monkeypatch.setattr(train_module, "run_training", fake_training)
+    out = tmp_path / "mixers"
+    argv = ["mixers", *TINY, "--mixers", "window", "--tokens", "64", "--task", "fake", "--img-size", "32",
+            "--patch-size", "4", "--seeds", "0,1,2", "--out", str(out)]
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 143 and calls == [0, 1]
+    partial = read_csv(out / "rows.partial.csv")
+    accuracy = [r for r in partial if r["measure"] == "accuracy"]
+    assert [r["seed"] for r in accuracy] == ["0"] and not (out / "mixers.csv").exists()

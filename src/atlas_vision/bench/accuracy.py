@@ -7,6 +7,7 @@ output folder (``runs/<label>-s<seed>``) with the trainer's own summary, metrics
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,4 +94,11 @@ def train_and_evaluate(
         run=RunConfig(seed=seed, device=device, precision=precision, out=str(out_dir), progress="never", plots=False),
     )
     summary = run_training(cfg)
+    if summary.get("interrupted"):  # SIGINT/SIGTERM: stop the benchmark, never record a partly trained model
+        print(
+            f"benchmark stopped: training of {model_name} (seed {seed}) was interrupted; its checkpoint is in "
+            f"{out_dir} (the rows finished before are in rows.partial.csv)",
+            file=sys.stderr,
+        )
+        raise SystemExit(summary.get("exit_code") or 130)
     return {key: summary.get(key) for key in ("val_top1", "train_s", "epochs", "num_params", "run_dir")}
