@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from test_train_support import launch, tiny_config, tiny_tree, write_yaml
 
 from atlas_vision.train import TrainConfig, build_config, run_training
@@ -103,3 +104,9 @@ def test_signal_mid_epoch_writes_checkpoint_and_resumes_exactly(
     assert meta["batch_in_epoch"] > 0, f"expected a mid-epoch checkpoint, got {meta}"
 
     _same_result(_resume(run_dir), reference)
+
+
+def test_summary_records_what_produced_the_run(reference: dict) -> None:
+    env = reference["environment"]
+    assert env["torch"] == torch.__version__ and env["seed"] == 3  # tiny_config's run.seed
+    assert env["device"] == "cpu" and env["git_commit"] and env["atlas_vision"] and env["date"]

@@ -8,15 +8,14 @@ produced it. Missing values are written as empty cells.
 from __future__ import annotations
 
 import csv
-import datetime as _dt
 import os
-import platform
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+from atlas_vision.environment import device_name, env_metadata, git_commit
+
+__all__ = ["ENV_COLUMNS", "device_name", "env_metadata", "git_commit", "read_csv", "write_csv"]
 
 ENV_COLUMNS: tuple[str, ...] = (
     "device",
@@ -30,55 +29,6 @@ ENV_COLUMNS: tuple[str, ...] = (
     "date",
     "threads",
 )
-
-
-def git_commit(cwd: str | os.PathLike[str] | None = None) -> str:
-    """``git rev-parse --short HEAD`` of the source tree, with ``+dirty`` if it has local changes (read-only git calls:
-    ``--no-optional-locks`` keeps ``status`` from refreshing the index);
-    ``"unknown"`` outside a git checkout."""
-    where = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
-            cwd=where,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{head}+dirty" if dirty else head
-
-
-def device_name(device: torch.device) -> str:
-    """GPU model name on CUDA, the CPU description otherwise."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
-
-
-def env_metadata(device: torch.device, dtype: str, seed: int | str) -> dict[str, Any]:
-    """The :data:`ENV_COLUMNS` values of this process."""
-    import timm
-
-    from atlas_vision import __version__
-
-    return {
-        "device": device.type if device.index is None else f"{device.type}:{device.index}",
-        "device_name": device_name(device),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "atlas_vision": __version__,
-        "git_commit": git_commit(),
-        "dtype": dtype,
-        "seed": seed,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "threads": torch.get_num_threads(),
-    }
 
 
 def write_csv(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike[str], columns: Sequence[str]) -> Path:

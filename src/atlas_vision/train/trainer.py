@@ -56,6 +56,7 @@ from atlas_vision.train.loop import TrainParts, evaluate, train_one_epoch
 from atlas_vision.train.metrics import EpochStats, EvalResult, MetricsLog, reduce_epoch_stats
 from atlas_vision.train.progress import EpochProgress, format_epoch, use_bars
 from atlas_vision.train.rng import capture_rng_state, derive_seed, restore_rng_state, seed_everything
+from atlas_vision.environment import env_metadata
 from atlas_vision.train.rundir import RunDir, build_summary, default_run_dir, write_json_atomic
 from atlas_vision.train.signals import StopRequest
 from atlas_vision.train.state import BatchLayout, ResumePoint, RunProgress, Stateful, build_state, restore
@@ -162,6 +163,8 @@ class Trainer:
 
         self.parts = self._build_parts()
         self.config_yaml = dump_yaml(cfg)
+        # what produced this run (versions, git commit, device, threads), captured before training starts
+        self.environment = env_metadata(ctx.device, self.precision.name, cfg.run.seed)
         self.metrics: MetricsLog | None = self._prepare_run_dir() if ctx.is_main else None
         self._log_setup()
 
@@ -444,6 +447,7 @@ class Trainer:
             interrupted=interrupted,
             exit_code=exit_code,
         )
+        summary["environment"] = self.environment
         if ctx.is_main:
             write_json_atomic(self.run_dir.summary, summary)
             if self.cfg.run.plots:
