@@ -10,7 +10,8 @@ import torch
 torch.backends.cuda.matmul.allow_tf32 = False
 torch.backends.cudnn.allow_tf32 = False
 
-# Tests run on CPU by default; TORCH_DEVICE=cuda runs the device-aware ones on a GPU.
+# Tests run on CPU by default; TORCH_DEVICE=cuda runs the device-aware ones (test_ops: fast paths in fp32 and bf16)
+# on a GPU.
 DEVICE = torch.device(os.environ.get("TORCH_DEVICE", "cpu"))
 
 

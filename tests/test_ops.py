@@ -246,3 +246,30 @@ def test_op_input_errors_are_clear():
         topdown_attention(q, [q], [q], layout, 0, backend="flash9")
     with pytest.raises(ValueError, match="bottom-up scale"):
         bottomup_attention(q, q, q, layout, 0)
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "split"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_fast_paths_on_test_device_match_float64_reference(backend, dtype):
+    """On ``TORCH_DEVICE`` (CPU by default, ``TORCH_DEVICE=cuda`` on a GPU): forward and input gradients of both fast
+    backends in fp32 and bf16 against the fp64 reference on CPU, with the tolerance table's entries."""
+    from conftest import DEVICE
+
+    layout = MultiScaleLayout.from_grid((19, 26), 4, 2, min_scales=3)  # padded windows, 3+ scales
+    b, n, d = 3, 2, 16
+    maps = [[torch.randn(b, *g.grid, n, d, dtype=torch.float64) for g in layout.scales] for _ in range(3)]
+    grad = torch.randn(b, *layout[0].grid, n, d, dtype=torch.float64)
+
+    def run(tensors, backend_name, device, run_dtype):
+        leaves = [t.to(device=device, dtype=run_dtype).requires_grad_() for t in tensors]
+        q, keys, values = leaves[0], leaves[1: 1 + layout.num_scales], leaves[1 + layout.num_scales:]
+        out = topdown_attention(q, keys, values, layout, 0, backend=backend_name)
+        grads = torch.autograd.grad(out, leaves, grad.to(device=device, dtype=run_dtype))
+        return [t.double().cpu() for t in (out, *grads)]
+
+    tensors = [maps[0][0], *maps[1], *maps[2]]
+    expected = run(tensors, "reference", torch.device("cpu"), torch.float64)
+    actual = run(tensors, backend, DEVICE, dtype)
+    torch.testing.assert_close(actual[0], expected[0], **tol(backend, dtype, "fwd"))
+    for a, e in zip(actual[1:], expected[1:]):
+        torch.testing.assert_close(a, e, **tol(backend, dtype, "bwd"))

@@ -172,11 +172,17 @@ def _expand_mask(mask_gS: torch.Tensor | None, batch_heads: int) -> torch.Tensor
 
 
 def _merge(out: torch.Tensor | None, lse: torch.Tensor | None, o: torch.Tensor, lse_o: torch.Tensor):
-    """Log-sum-exp merge of a running ``(out [.., T, d], lse [.., T])`` with one more segment's."""
+    """Log-sum-exp merge of a running ``(out [.., T, d], lse [.., T])`` with one more segment's.
+
+    The running output is kept in at least fp32 (bf16/fp16 segments are accumulated in fp32); the caller casts the
+    final output back to the input dtype.
+    """
+    acc = torch.promote_types(o.dtype, torch.float32)
     if out is None:
-        return o, lse_o
+        return o.to(acc), lse_o.to(acc)
+    lse_o = lse_o.to(acc)
     new = torch.logaddexp(lse, lse_o)
-    return out * torch.exp(lse - new).unsqueeze(-1) + o * torch.exp(lse_o - new).unsqueeze(-1), new
+    return out * torch.exp(lse - new).unsqueeze(-1) + o.to(acc) * torch.exp(lse_o - new).unsqueeze(-1), new
 
 
 class _SegmentMergeAttention(torch.autograd.Function):
@@ -198,6 +204,7 @@ class _SegmentMergeAttention(torch.autograd.Function):
                 attn_mask=mask, scale=softmax_scale,
             )  # [B*n*g, 1, G*T, d], [B*n*g, 1, G*T]
             out, lse = _merge(out, lse, o.view(q.shape), lse_o.view(q.shape[:-1]))
+        out = out.to(q.dtype)  # the kernels' lse stays fp32 (their own convention for low-precision inputs)
         ctx.segments, ctx.softmax_scale, ctx.masks = segments, softmax_scale, masks
         ctx.save_for_backward(q, out, lse, *kv)
         return out
@@ -235,7 +242,7 @@ def _math_merge(segments: Sequence[_Segment], softmax_scale: float, q: torch.Ten
         lse_o = torch.logsumexp(scores, dim=-1)  # [B*n*g, 1, G*T]
         o = torch.matmul(torch.exp(scores - lse_o.unsqueeze(-1)), _batched(v, seg.groups))
         out, lse = _merge(out, lse, o.view(q.shape), lse_o.view(q.shape[:-1]))
-    return out
+    return out.to(q.dtype)
 
 
 def cpu_kernel_available(x: torch.Tensor) -> bool:
