@@ -40,7 +40,8 @@ def speed(path: str, label: list[str], ref: str | None) -> str:
     table: dict[str, dict[int, dict[str, str]]] = defaultdict(dict)
     for r in rows:
         table[_name(r, label)][int(r["tokens"])] = r
-    head = "| variant | " + " | ".join(f"{n} tok: fwd+bwd ms (x {ref}) / MiB" for n in tokens) + " | p |"
+    rel_to = f" (x {ref})" if ref else ""
+    head = "| variant | " + " | ".join(f"{n} tok: fwd+bwd ms{rel_to} / MiB" for n in tokens) + " | p |"
     lines = [head, "|" + "---|" * (len(tokens) + 2)]
     for name, by_n in table.items():
         cells = []
