@@ -1,6 +1,7 @@
 """Collect finished ``atlas-vision train`` run directories into one CSV (one row per run), for docs/results.
 
     python benchmarks/collect_runs.py --out docs/results/communication-atlas_tiny/runs.csv RUN_DIR [RUN_DIR ...]
+    python benchmarks/collect_runs.py --append --out ... MORE_RUN_DIRS    # add runs, keep the rows already there
 
 A row holds the model, its ``model.kwargs`` (e.g. ``communication``), the seed, the final and best validation top-1,
 the final train loss, epochs, training time and throughput from ``summary.json``, and the environment the run recorded
@@ -46,9 +47,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--append", action="store_true",
+                        help="keep the rows already in --out (run directories that no longer exist stay recorded)")
     args = parser.parse_args()
     try:
-        rows = [run_row(r) for r in args.runs]
+        kept: list[dict] = []
+        if args.append and args.out.exists():
+            with args.out.open(newline="") as f:
+                kept = list(csv.DictReader(f))
+        known = {row["run_dir"] for row in kept}
+        again = [str(r) for r in args.runs if str(r) in known]
+        if again:
+            raise ValueError(f"already in {args.out}: {', '.join(again)}")
+        rows = kept + [run_row(r) for r in args.runs]
     except (OSError, ValueError, KeyError) as err:
         print(f"collect_runs: {err}", file=sys.stderr)
         return 2

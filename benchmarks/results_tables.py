@@ -2,6 +2,7 @@
 
     python benchmarks/results_tables.py speed    docs/results/mixers-speed/mixers.csv [--ref msa] [--label mixer]
     python benchmarks/results_tables.py accuracy docs/results/mixers-accuracy/mixers.csv [--label mixer]
+    python benchmarks/results_tables.py accuracy docs/results/communication-atlas_tiny/runs.csv --label model,kwargs
 
 ``speed``: fwd+bwd ms / peak MiB per variant and token count, the time relative to ``--ref`` at each token count and
 the fitted exponent p of time ~ N^p over all token counts. ``accuracy``: val top-1 per seed, mean +- std, mean
@@ -19,11 +20,19 @@ from collections import defaultdict
 
 def _rows(path: str, measure: str) -> list[dict[str, str]]:
     with open(path, newline="") as f:
-        return [r for r in csv.DictReader(f) if r["measure"] == measure]
+        # run tables of collect_runs.py have no ``measure`` column: every row is an accuracy row
+        return [r for r in csv.DictReader(f) if r.get("measure", "accuracy") == measure]
 
 
 def _name(row: dict[str, str], label: list[str]) -> str:
-    return "=".join(row[c] for c in label)
+    """``ablation,variant`` -> ``communication=full``; ``model,kwargs`` -> ``atlas_tiny communication=none``."""
+    parts = [row[c] for c in label if row[c]]
+    return " ".join(parts) if any("=" in p for p in parts) else "=".join(parts)
+
+
+def _ordered(names: list[str], order: list[str]) -> list[str]:
+    """``names`` with those listed in ``order`` first, in that order; the rest keep their order."""
+    return [n for n in order if n in names] + [n for n in names if n not in order]
 
 
 def _fit(points: list[tuple[float, float]]) -> float | None:
@@ -60,13 +69,14 @@ def speed(path: str, label: list[str], ref: str | None) -> str:
     return "\n".join(lines)
 
 
-def accuracy(path: str, label: list[str]) -> str:
+def accuracy(path: str, label: list[str], order: list[str]) -> str:
     rows = _rows(path, "accuracy")
     by: dict[str, list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         by[_name(r, label)].append(r)
     lines = ["| variant | seeds | val top-1 per seed (%) | mean ± std | train time per run (s) |", "|---|---|---|---|---|"]
-    for name, rs in by.items():
+    for name in _ordered(list(by), order):
+        rs = by[name]
         accs = [float(r["val_top1"]) for r in rs]
         std = statistics.stdev(accs) if len(accs) > 1 else 0.0
         seeds = ",".join(r["seed"] for r in rs)
@@ -84,9 +94,11 @@ def main() -> None:
     parser.add_argument("csv")
     parser.add_argument("--label", default="mixer", help="comma list of columns naming a variant (default mixer)")
     parser.add_argument("--ref", default=None, help="variant the times are relative to (speed)")
+    parser.add_argument("--order", default="", help="accuracy: comma list of variants to put first, in this order")
     args = parser.parse_args()
     label = args.label.split(",")
-    print(speed(args.csv, label, args.ref) if args.kind == "speed" else accuracy(args.csv, label))
+    order = [o for o in args.order.split(",") if o]
+    print(speed(args.csv, label, args.ref) if args.kind == "speed" else accuracy(args.csv, label, order))
 
 
 if __name__ == "__main__":
