@@ -15,12 +15,12 @@ function the bench commands use.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 from atlas_vision.bench.plots import plot_accuracy_vs_time
+from atlas_vision.bench.report import read_csv, write_csv
 
 
 def merge(paths: list[Path], label: list[str]) -> tuple[list[str], list[dict[str, str]]]:
@@ -28,15 +28,13 @@ def merge(paths: list[Path], label: list[str]) -> tuple[list[str], list[dict[str
     rows: list[dict[str, str]] = []
     seen: dict[tuple[str, ...], Path] = {}
     for path in paths:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            columns += [c for c in reader.fieldnames or [] if c not in columns]
-            for row in reader:
-                key = tuple(row.get(c, "") for c in (*label, "measure", "tokens", "seed"))
-                if key in seen:
-                    raise ValueError(f"{path}: row {key} is already in {seen[key]}")
-                seen[key] = path
-                rows.append(row)
+        for row in read_csv(path):
+            columns += [c for c in row if c not in columns]
+            key = tuple(row.get(c, "") for c in (*label, "measure", "tokens", "seed"))
+            if key in seen:
+                raise ValueError(f"{path}: row {key} is already in {seen[key]}")
+            seen[key] = path
+            rows.append(row)
     return columns, rows
 
 
@@ -52,11 +50,7 @@ def main() -> None:
         columns, rows = merge(args.csvs, label)
     except ValueError as err:
         sys.exit(f"error: {err}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(rows, args.out, columns)
     points: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for row in rows:
         if row["measure"] == "accuracy" and row.get("val_top1"):
