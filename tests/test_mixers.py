@@ -16,15 +16,18 @@ from torch import nn
 
 from atlas_vision.layers import Communication
 from atlas_vision.mixers import (
+    MIXER_CONFIGS,
     Composition,
     DilatedAttention,
     GlobalAttention,
+    HatConfig,
     HierarchicalAttention,
     MambaVisionMixer,
     MixerBlock,
     MixerKind,
     MixerNet,
     MixerNetConfig,
+    MSAConfig,
     ShiftedWindowAttention,
     WindowAttention,
     dilated_attention,
@@ -495,7 +498,7 @@ def test_mixer_net_forward_backward(kind: str, size: tuple[int, int]) -> None:
 @pytest.mark.parametrize("kind", [k.value for k in MixerKind])
 def test_mixer_net_batch_independence(kind: str) -> None:
     net = MixerNet(
-        MixerNetConfig(
+        MixerNetConfig.from_options(
             mixer=kind, dim=DIM, depth=2, num_heads=HEADS, window=4, num_classes=3, pos_embed_hidden=8, segment_length=8
         )
     ).eval()
@@ -508,7 +511,9 @@ def test_mixer_net_batch_independence(kind: str) -> None:
 @pytest.mark.parametrize("kind", ["swin", "msa"])
 def test_mixer_net_grad_checkpointing_same_output(kind: str) -> None:
     net = MixerNet(
-        MixerNetConfig(mixer=kind, dim=DIM, depth=2, num_heads=HEADS, window=4, num_classes=3, pos_embed_hidden=8)
+        MixerNetConfig.from_options(
+            mixer=kind, dim=DIM, depth=2, num_heads=HEADS, window=4, num_classes=3, pos_embed_hidden=8
+        )
     ).eval()
     x = torch.randn(2, 3, 40, 28)
     expected = net(x)
@@ -528,12 +533,11 @@ def test_mixer_net_same_width_depth_heads_for_every_mixer() -> None:
 
 
 def test_mixer_net_compositions_and_stage_depths() -> None:
-    cfg = MixerNetConfig(mixer="msa", depth=12, composition="atlas")
-    assert cfg.resolved_stage_depths() == (2, 10)
-    assert MixerNetConfig(mixer="msa", depth=12, composition="conv_downsample").resolved_stage_depths() == (3, 3, 3, 3)
-    assert MixerNetConfig(mixer="msa", depth=5, composition="conv_downsample").resolved_stage_depths() == (2, 1, 1, 1)
+    assert MSAConfig(composition="atlas").resolved_stage_depths(12) == (2, 10)
+    assert MSAConfig(composition="conv_downsample").resolved_stage_depths(12) == (3, 3, 3, 3)
+    assert MSAConfig(composition="conv_downsample").resolved_stage_depths(5) == (2, 1, 1, 1)
     net = MixerNet(
-        MixerNetConfig(
+        MixerNetConfig.from_options(
             mixer="msa",
             dim=DIM,
             depth=4,
@@ -572,10 +576,63 @@ def test_mixer_net_no_weight_decay_reaches_the_optimizer() -> None:
     no-decay group of timm's optimizer factory; weight matrices stay decayed."""
     from timm.optim import create_optimizer_v2
 
-    net = MixerNet(MixerNetConfig(mixer="mamba", dim=DIM, depth=1, num_heads=HEADS, num_classes=3))
+    net = MixerNet(MixerNetConfig(mixer="mamba", dim=DIM, depth=1, num_heads=HEADS, num_classes=3))  # mamba defaults
     assert net.no_weight_decay() == {"body.blocks.0.mixer.A_log", "body.blocks.0.mixer.D"}
     optimizer = create_optimizer_v2(net, opt="adamw", lr=1e-3, weight_decay=0.05)
     names = {id(p): n for n, p in net.named_parameters()}
     decay = {names[id(p)]: group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
     assert decay["body.blocks.0.mixer.A_log"] == decay["body.blocks.0.mixer.D"] == 0.0
     assert decay["body.blocks.0.mixer.in_proj.weight"] == decay["head.weight"] == 0.05
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# per-mixer configs
+
+FLAT_OPTIONS = {  # the flat keywords of mixer_net / bench mixers (unchanged by the per-mixer configs)
+    "mixer", "dim", "depth", "num_heads", "patch_size", "window", "mlp_ratio", "qkv_bias", "in_chans", "num_classes",
+    "drop_path_rate", "pos_embed", "carrier_size", "segment_length", "dilation_ratio", "d_state", "d_conv",
+    "scan_chunk", "pool_stride", "pool_op", "communication", "composition", "num_scales", "stage_depths",
+    "pos_embed_hidden",
+}  # fmt: skip
+
+
+def test_each_mixer_config_holds_only_its_own_knobs() -> None:
+    assert set(MIXER_CONFIGS) == set(MixerKind)
+    knobs = {kind.value: set(cls.option_names()) for kind, cls in MIXER_CONFIGS.items()}
+    assert knobs == {
+        "window": {"window"},
+        "swin": {"window"},
+        "global": set(),
+        "hat": {"window", "carrier_size"},
+        "dilated": {"segment_length", "dilation_ratio"},
+        "mamba": {"d_state", "d_conv", "scan_chunk"},
+        "msa": {"window", "pool_stride", "pool_op", "communication", "composition", "num_scales", "stage_depths",
+                "pos_embed_hidden"},
+    }  # fmt: skip
+    assert set(MixerNetConfig.option_names()) == FLAT_OPTIONS
+
+
+def test_flat_options_route_to_the_chosen_mixer() -> None:
+    cfg = MixerNetConfig.from_options(mixer="hat", dim=24, window=[8, 4], carrier_size=4, pos_embed_hidden=9, d_state=3)
+    assert cfg.mixer == HatConfig(window=(8, 4), carrier_size=4) and cfg.kind is MixerKind.HAT and cfg.dim == 24
+    msa = MixerNetConfig.from_options(mixer="msa", window=8, pool_stride=2, communication="top_down").mixer
+    assert msa == MSAConfig(window=(8, 8), pool_stride=(2, 2), communication=Communication.TOP_DOWN)
+    assert MixerNetConfig(mixer="swin").mixer == MixerNetConfig.from_options(mixer="swin").mixer  # a kind = defaults
+    with pytest.raises(TypeError, match="mixer must be a mixer config"):
+        MixerNetConfig(mixer=3)
+
+
+@pytest.mark.parametrize("kind", ["hat", "msa"])
+def test_flat_and_nested_configs_build_the_same_network(kind: str) -> None:
+    options = {"dim": DIM, "depth": 2, "num_heads": HEADS, "window": 4, "pool_stride": 2, "pos_embed_hidden": 8}
+    flat = MixerNetConfig.from_options(mixer=kind, **options)
+    mixer = HatConfig(window=4) if kind == "hat" else MSAConfig(window=4, pool_stride=2, pos_embed_hidden=8)
+    nested = MixerNetConfig(mixer=mixer, dim=DIM, depth=2, num_heads=HEADS)
+    assert flat == nested
+    torch.manual_seed(0)
+    a = MixerNet(flat).eval()
+    torch.manual_seed(0)
+    b = MixerNet(nested).eval()
+    x = torch.randn(1, 3, 24, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x), atol=0, rtol=0)

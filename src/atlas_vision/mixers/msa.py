@@ -18,23 +18,14 @@ All blocks come from :mod:`atlas_vision.layers`; nothing here re-implements MSA.
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
 import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 from torch import nn
 
 from atlas_vision.layers import AtlasStage, Communication, MSABlock
+from atlas_vision.mixers.config import Composition
 from atlas_vision.ops import MultiScaleLayout, PoolOp, Size2D, scale_pyramid
-
-
-class Composition(str, Enum):
-    """How MSA blocks are composed into a network (Table 5)."""
-
-    STACK = "stack"
-    CONV_DOWNSAMPLE = "conv_downsample"
-    ATLAS = "atlas"
 
 
 class ConvDownsample(nn.Module):

@@ -154,14 +154,6 @@ BACKENDS: tuple[BackendSpec, ...] = (
 _BY_BACKEND = {spec.backend: spec for spec in BACKENDS}
 
 
-def backend_spec(backend: Backend | str) -> BackendSpec:
-    """The declaration of a concrete backend (not ``auto``)."""
-    chosen = Backend.parse(backend)
-    if chosen is Backend.AUTO:
-        raise ValueError("'auto' is a selection rule, not a backend; use resolve_backend")
-    return _BY_BACKEND[chosen]
-
-
 def needs_grad(*tensors: torch.Tensor) -> bool:
     """Whether autograd will differentiate through an op on these tensors."""
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
