@@ -57,17 +57,6 @@ def create_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> nn.Module
         ) from err
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module under ``DistributedDataParallel`` and/or ``torch.compile`` wrappers."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod  # torch.compile's OptimizedModule
-        else:
-            return model
-
-
 def create_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     """timm's optimizer factory with the config's name, lr, weight decay, momentum, betas and eps."""
     from timm.optim import create_optimizer_v2
