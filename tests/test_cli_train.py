@@ -125,3 +125,28 @@ def test_predict_errors(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert "cannot read image" in capsys.readouterr().err
     assert cli_predict.main([str(bad), "--checkpoint", str(tmp_path)]) == 2
     assert "no checkpoint found" in capsys.readouterr().err
+
+
+def test_malformed_config_yaml_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: {lr: 3e-4\nrun: [\n")
+    assert cli_train.main(["--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(bad) in err and "not valid YAML" in err
+
+
+def test_malformed_run_config_yaml_on_resume_and_eval(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    for ckpt in ("last", "best"):
+        (copy / "checkpoints" / ckpt / "config.yaml").write_text("data: {task: [\n")
+    assert cli_train.main(["--resume", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config.yaml" in err and "not valid YAML" in err
+    assert cli_eval.main(["--checkpoint", str(copy), "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config.yaml" in err and "not valid YAML" in err

@@ -174,3 +174,68 @@ def test_overriding_one_data_key_keeps_the_default_recipes_other_data_values():
     assert cfg.data.num_workers == 0
     assert cfg.data.img_size == default.data.img_size
     assert cfg.data.train_samples == default.data.train_samples
+
+
+def _leaf_keys(obj: object, prefix: str = "") -> list[tuple[str, object]]:
+    import dataclasses
+
+    out: list[tuple[str, object]] = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        key = f"{prefix}{f.name}"
+        out += _leaf_keys(value, key + ".") if dataclasses.is_dataclass(value) else [(key, value)]
+    return out
+
+
+def test_help_lists_every_key_with_type_and_default(capsys: pytest.CaptureFixture[str]) -> None:
+    from atlas_vision.train import cli_train
+
+    assert cli_train.main(["--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for key, default in _leaf_keys(TrainConfig()):
+        (line,) = [line for line in lines if line.split()[:1] == [f"--{key}"]]
+        assert line.rstrip().endswith(f"= {to_dict(default)!r}"), line
+        assert len(line.split()) >= 4, f"no type in {line!r}"
+    assert "timm optimizer name" in "\n".join(lines)  # attribute docstrings
+    assert "folder task: a directory holding" in "\n".join(lines)  # DataConfig's Google-style Attributes section
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("optim: {lr: 1\n", ["line 2", "bad.yaml"]),
+        ("optim:\n  lr: 1\n    batch_size: 2\n", ["line 3", "bad.yaml"]),
+        ("- 1\n- 2\n", ["expected a mapping at the top level"]),
+    ],
+)
+def test_malformed_yaml_names_the_file(tmp_path: Path, text: str, fragments: list[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        build_config(TrainConfig, path)
+    assert "\n" not in str(info.value)
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("tree", "fragment"),
+    [
+        ({"optim": {"batch_size": "8"}}, "'optim.batch_size': expected int, got '8'"),
+        ({"optim": {"batch_size": True}}, "'optim.batch_size': expected int"),
+        ({"model": {"compile": 1}}, "'model.compile': expected bool"),
+        ({"optim": {"betas": [0.9, "x"]}}, "'optim.betas[1]': expected float"),
+        ({"data": {"scale": 0.5}}, "'data.scale': expected tuple[float, float]"),
+    ],
+)
+def test_yaml_scalars_are_strict(tree: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
+        from_dict(TrainConfig, tree)
+
+
+def test_yaml_pair_broadcast_and_kwargs_merge(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "c.yaml", {"data": {"img_size": 96}, "model": {"kwargs": {"communication": "none"}}})
+    cfg = build_config(TrainConfig, path, overrides=[("model.kwargs.depths", ["[1, 1]"]), ("run.name", ["yes"])])
+    assert cfg.data.img_size == (96, 96)
+    assert cfg.model.kwargs == {"communication": "none", "depths": [1, 1]}
+    assert cfg.run.name == "yes"  # a string field takes its text verbatim (not YAML's boolean `yes`)

@@ -26,6 +26,7 @@ from timm.layers import trunc_normal_
 
 from atlas_vision.layers import AtlasStage, ConvStem, MSABlock
 from atlas_vision.models.config import AtlasConfig
+from atlas_vision.models.features import check_out_indices
 from atlas_vision.ops import MultiScaleLayout, scale_pyramid
 
 
@@ -133,6 +134,14 @@ class Atlas(nn.Module):
             )
         if x.shape[0] < 1:
             raise ValueError("empty batch (B=0)")
+        weight_dtype = next(self.parameters()).dtype
+        if x.dtype != weight_dtype and not (x.is_floating_point() and torch.is_autocast_enabled(x.device.type)):
+            # no silent cast: say which side to change (under torch.autocast any float input is fine)
+            raise TypeError(
+                f"input dtype {x.dtype} does not match the model's weights ({weight_dtype}); pass "
+                f"x.to({weight_dtype}) (integer images: convert to float and normalise first), cast the model with "
+                f"model.to({x.dtype}) if that is what you meant, or run under torch.autocast"
+            )
 
     # ----------------------------------------------------------------------------------------------------------------
     # forward
@@ -191,6 +200,8 @@ class Atlas(nn.Module):
 
         if output_fmt not in ("NCHW", "NHWC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        if indices is not None:
+            indices = check_out_indices(indices, len(self.stages))  # no duplicates / out-of-range (clear error)
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
         xs, layout = self._embed(x)
         intermediates = []

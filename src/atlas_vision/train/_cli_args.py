@@ -1,8 +1,8 @@
 """Tokenising ``--key value [value ...]`` / ``--key=value`` command lines with dotted config keys.
 
 argparse needs every option declared up front; the training config has dozens of dotted keys (and free-form
-``model.kwargs.*``), so the train and eval commands split the command line themselves and let
-:mod:`atlas_vision.train.config_io` type-check each value against the dataclass tree.
+``model.kwargs.*``), so the train and eval commands split the command line into ``(key, tokens)`` pairs here and
+:mod:`atlas_vision.train.config_io` (OmegaConf structured configs) types and validates each value.
 """
 
 from __future__ import annotations

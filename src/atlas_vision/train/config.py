@@ -2,7 +2,8 @@
 
 ``TrainConfig(data, model, optim, schedule, run)`` is the single description of a training run.  It is built from
 the dataclass defaults below, then a YAML file (``--config``), then dotted command-line overrides
-(``--optim.lr 3e-4``); see :mod:`atlas_vision.train.config_io` for loading, overriding and dumping.
+(``--optim.lr 3e-4``); :mod:`atlas_vision.train.config_io` loads, overrides and dumps it (OmegaConf structured
+configs).
 
 **The default recipe lives here, in the dataclass defaults and** :func:`default_data` (one place to tune it).  ``configs/default.yaml`` is a
 dump of these defaults (``atlas-vision train --print-config > configs/default.yaml``); a test keeps the two equal.

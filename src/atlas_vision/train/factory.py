@@ -57,15 +57,35 @@ def create_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> nn.Module
         ) from err
 
 
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module under ``DistributedDataParallel`` and/or ``torch.compile`` wrappers."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod  # torch.compile's OptimizedModule
-        else:
-            return model
+def build_model(cfg: ModelConfig, num_classes: int, in_chans: int, device: torch.device) -> nn.Module:
+    """:func:`create_model` on ``device``, in channels-last format and with gradient checkpointing if configured."""
+    model = create_model(cfg, num_classes=num_classes, in_chans=in_chans)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if cfg.grad_checkpointing:
+        if not hasattr(model, "set_grad_checkpointing"):
+            raise ValueError(f"config key 'model.grad_checkpointing': {cfg.name} has no set_grad_checkpointing()")
+        model.set_grad_checkpointing(True)
+    return model
+
+
+def wrap_model(
+    model: nn.Module, ctx: DistContext, compile_model: bool
+) -> tuple[nn.Module, nn.parallel.DistributedDataParallel | None]:
+    """The module to call for training: ``model`` in DDP (under torchrun) and/or ``torch.compile``; and the DDP
+    wrapper (``None`` in a single process)."""
+    ddp = None
+    if ctx.distributed:
+        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        # ablation models whose dropped scales leave weights without gradient say so (Atlas.has_unused_parameters)
+        find_unused = bool(getattr(model, "has_unused_parameters", False))
+        model = ddp = nn.parallel.DistributedDataParallel(
+            model, device_ids=device_ids, find_unused_parameters=find_unused
+        )
+    if compile_model:
+        model = torch.compile(model)
+    return model, ddp
 
 
 def create_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:

@@ -30,23 +30,20 @@ from atlas_vision.train.metrics import EpochStats, EvalAccumulator, EvalResult
 from atlas_vision.train.progress import EpochProgress
 from atlas_vision.train.rng import capture_rng_state
 from atlas_vision.train.signals import StopRequest
+from atlas_vision.train.state import Stateful
 
 
 @dataclass
 class TrainParts:
-    """Everything one training step touches (built once by the trainer)."""
+    """Everything one training step touches (built once by :func:`atlas_vision.train.setup.build_run`).
+
+    The optimizer, scheduler, grad scaler, EMA and the plain model live in ``state`` only (the one place a
+    checkpoint saves and restores them); ``model`` is the module called for training."""
 
     model: nn.Module
-    """The module called for training: possibly DDP- and/or compile-wrapped."""
-    raw_model: nn.Module
-    """The plain model (EMA source, gradient clipping, saving)."""
+    """The module called for training: ``state.model``, possibly DDP- and/or compile-wrapped."""
     ddp: nn.parallel.DistributedDataParallel | None
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    """timm scheduler (``step_update``) or ``None``."""
-    scaler: torch.amp.GradScaler | None
-    ema: Any
-    """timm ``ModelEmaV3`` or ``None``."""
+    state: Stateful
     mixup: Any
     """timm ``Mixup`` or ``None``."""
     loss_fn: nn.Module
@@ -112,7 +109,8 @@ def _micro_step(
         with parts.precision.autocast():
             loss = parts.loss_fn(parts.model(images), targets)
         scaled = loss * (0.0 if dummy else 1.0 / group_size)
-        (parts.scaler.scale(scaled) if parts.scaler is not None else scaled).backward()
+        scaler = parts.state.scaler
+        (scaler.scale(scaled) if scaler is not None else scaled).backward()
     if dummy:
         parts.model.train()
     pending_loss += loss.detach().to(torch.float64) * n
@@ -138,7 +136,8 @@ def train_one_epoch(
         stats: this epoch's running statistics (updated in place at every optimizer update).
         on_update: called as ``on_update(update_step, batches_done)`` after every update (checkpoint hooks).
     """
-    ctx, accum, optimizer = parts.ctx, parts.accum, parts.optimizer
+    ctx, accum, state = parts.ctx, parts.accum, parts.state
+    optimizer = state.optimizer
     total = start_batch + len(loader)
     parts.model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -173,20 +172,20 @@ def train_one_epoch(
 
         lr = optimizer.param_groups[0]["lr"]
         if parts.clip_grad > 0:
-            if parts.scaler is not None:
-                parts.scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(parts.raw_model.parameters(), parts.clip_grad)
-        if parts.scaler is not None:
-            parts.scaler.step(optimizer)
-            parts.scaler.update()
+            if state.scaler is not None:
+                state.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(state.model.parameters(), parts.clip_grad)
+        if state.scaler is not None:
+            state.scaler.step(optimizer)
+            state.scaler.update()
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         update_step += 1
-        if parts.scheduler is not None:
-            parts.scheduler.step_update(num_updates=update_step)
-        if parts.ema is not None:
-            parts.ema.update(parts.raw_model, step=update_step)
+        if state.scheduler is not None:
+            state.scheduler.step_update(num_updates=update_step)
+        if state.ema is not None:
+            state.ema.update(state.model, step=update_step)
 
         loss_sum = float(pending_loss)  # one host sync per update
         group_images = sum(p[0] for p in pending)

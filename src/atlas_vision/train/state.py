@@ -1,6 +1,7 @@
-"""The training state a checkpoint carries (``state.pt``) and how a run continues from it.
+"""The training state a checkpoint carries (``state.pt``): creating it, saving it, and continuing a run from it.
 
-``state.pt`` holds the optimizer, scheduler, grad-scaler and EMA state, the run's progress counters
+:class:`Stateful` is the one place the optimizer, scheduler, grad scaler and EMA live (the training loop reads
+them from there).  ``state.pt`` holds the optimizer, scheduler, grad-scaler and EMA state, the run's progress counters
 (:class:`RunProgress`), the batch layout it was written with, and - for a mid-epoch checkpoint - every rank's RNG
 state and partial-epoch statistics.  Everything is tensors and plain containers (``torch.load(weights_only=True)``).
 """
@@ -15,12 +16,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from atlas_vision.train.checkpoint import load_state, load_weights
+from atlas_vision.train.checkpoint import find_checkpoint, load_state, load_weights
+from atlas_vision.train.factory import create_optimizer, create_scheduler
 from atlas_vision.train.metrics import EpochStats
 
 if TYPE_CHECKING:
     from timm.scheduler.scheduler import Scheduler
     from timm.utils import ModelEmaV3
+
+    from atlas_vision.train.config import TrainConfig
 
 log = logging.getLogger("atlas_vision.train")
 
@@ -143,3 +147,35 @@ def restore(checkpoint: Path, objects: Stateful, layout: BatchLayout, rank: int)
         progress.update_step,
     )
     return ResumePoint(progress=progress, rng=rng, stats=stats)
+
+
+def build_training_state(
+    model: nn.Module, cfg: TrainConfig, use_scaler: bool, layout: BatchLayout, rank: int, updates_per_epoch: int
+) -> tuple[Stateful, ResumePoint]:
+    """Optimizer, grad scaler and EMA for ``model``; restored from ``cfg.run.resume`` if set; then the scheduler.
+
+    The schedule follows the *current* config: the learning rates of the config are put back after the optimizer
+    state is loaded and the scheduler is rebuilt and set to the resumed update count, so ``--epochs 60`` on resume
+    extends a cosine schedule instead of leaving it at ``min_lr``.  With an unchanged config this is exactly the
+    uninterrupted schedule.
+    """
+    optimizer = create_optimizer(model, cfg.optim)
+    device_type = next(model.parameters()).device.type
+    scaler = torch.amp.GradScaler(device_type) if use_scaler else None
+    ema = None
+    if cfg.optim.ema_decay > 0:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=cfg.optim.ema_decay)
+    objects = Stateful(model=model, optimizer=optimizer, scheduler=None, scaler=scaler, ema=ema)
+
+    config_lrs = [group["lr"] for group in optimizer.param_groups]
+    resume = ResumePoint(RunProgress(), None, None)
+    if cfg.run.resume:
+        resume = restore(find_checkpoint(cfg.run.resume), objects, layout, rank)
+    for group, lr in zip(optimizer.param_groups, config_lrs):
+        group["lr"] = group["lr_initial"] = lr
+    objects.scheduler = create_scheduler(optimizer, cfg.schedule, updates_per_epoch)
+    if objects.scheduler is not None and resume.progress.update_step > 0:
+        objects.scheduler.step_update(num_updates=resume.progress.update_step)
+    return objects, resume
