@@ -58,6 +58,9 @@ def tiny_tree(out: Path | str, **sections: dict[str, Any]) -> dict[str, Any]:
     """The TINY config as a nested dict with ``run.out = out`` and per-section overrides merged in."""
     tree = copy.deepcopy(TINY)
     tree["run"]["out"] = str(out)
+    if sections.get("data", {}).get("task", tree["data"]["task"]) == "folder":
+        for key in ("train_samples", "val_samples", "fake_classes"):  # procedural-only keys: errors for folder data
+            tree["data"].pop(key)
     return _merge(tree, sections)
 
 
