@@ -168,7 +168,7 @@ def decode_pil(image: Image.Image, in_chans: int, convert_channels: bool = True,
         ChannelMismatchError: the channels do not match ``in_chans`` and may not (or cannot) be converted.
     """
     source = source or repr(getattr(image, "filename", "") or "image")
-    if in_chans in (1, 3) and getattr(image, "n_frames", 1) == 1 and image.mode in GREY_MODES | COLOUR_MODES:
+    if in_chans in (1, 3) and _plain_8bit(image):
         return _pil_to_mode(image, in_chans, convert_channels, source)  # 8-bit: Pillow converts, no float copy
     array_CHW = _match_channels(_pil_to_array(image), in_chans, convert_channels, source)
     return _array_to_output(array_CHW, in_chans)
@@ -193,17 +193,44 @@ def read_image(
     """
     path = Path(path)
     source = repr(str(path))
-    with Image.open(path) as image:
-        plain_8bit = image.mode in GREY_MODES | COLOUR_MODES and getattr(image, "n_frames", 1) == 1
-        if path.suffix.lower() in TIFF_SUFFIXES and not (plain_8bit and in_chans in (1, 3)):
+    is_tiff = path.suffix.lower() in TIFF_SUFFIXES
+    try:
+        image = Image.open(path)
+    except (OSError, ValueError):  # Pillow reads only some TIFF layouts; tifffile reads the rest
+        if not is_tiff:
+            raise
+        image = None
+    if image is None or is_tiff and not (in_chans in (1, 3) and _plain_8bit(image)):
+        if image is not None:
             image.close()
-            array_CHW = _match_channels(_tiff_to_array(path), in_chans, convert_channels, source)
-            return _array_to_output(array_CHW, in_chans)
+        array_CHW = _match_channels(_tiff_to_array(path), in_chans, convert_channels, source)
+        return _array_to_output(array_CHW, in_chans)
+    with image:
         if draft_size is not None and in_chans in (1, 3):
             h, w = draft_size
             image.draft("L" if in_chans == 1 else "RGB", (w, h))
         image.load()
         return decode_pil(image, in_chans, convert_channels, source)
+
+
+def _plain_8bit(image: Image.Image) -> bool:
+    return image.mode in GREY_MODES | COLOUR_MODES and getattr(image, "n_frames", 1) == 1
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(h, w)`` of an image file from its header (nothing is decoded; TIFFs Pillow cannot open via tifffile)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (OSError, ValueError):
+        if path.suffix.lower() not in TIFF_SUFFIXES:
+            raise
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        return series.shape[series.axes.index("Y")], series.shape[series.axes.index("X")]
 
 
 def decoded_size(image: DecodedImage) -> tuple[int, int]:

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from atlas_vision.data import build_eval_transform, read_image
+from atlas_vision.data.decode import image_size
 from atlas_vision.train.evaluate import LoadedCheckpoint
 
 #: Pillow's DecompressionBombError threshold (2 x Image.MAX_IMAGE_PIXELS of a fresh Pillow): 178,956,970 pixels.
@@ -75,8 +76,7 @@ def load_image(
     limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # our own check below, with our own message and option
     try:
-        with Image.open(path) as header:
-            original = (header.height, header.width)
+        original = image_size(path)  # the header only
         pixels = original[0] * original[1]
         if max_pixels and pixels > max_pixels:
             raise ImageTooLargeError(
