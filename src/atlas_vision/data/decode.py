@@ -104,9 +104,20 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     return scale_to_unit(np.ascontiguousarray(array_HWC.transpose(2, 0, 1)), repr(image.filename or "image"))
 
 
+def _import_tifffile():
+    try:
+        import tifffile
+    except ImportError:
+        raise OSError(
+            "reading this TIFF (multi-page, multi-channel, 16/32-bit or float) needs tifffile: "
+            "pip install 'atlas-vision[tiff]'"
+        ) from None
+    return tifffile
+
+
 def _tiff_to_array(path: Path) -> np.ndarray:
     """``[C, H, W]`` in ``[0, 1]`` of a TIFF via tifffile (any sample type, multi-page, channels first or last)."""
-    import tifffile
+    tifffile = _import_tifffile()
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
@@ -226,8 +237,7 @@ def image_size(path: str | Path) -> tuple[int, int]:
     except (OSError, ValueError):
         if path.suffix.lower() not in TIFF_SUFFIXES:
             raise
-    import tifffile
-
+    tifffile = _import_tifffile()
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         return series.shape[series.axes.index("Y")], series.shape[series.axes.index("X")]

@@ -281,7 +281,7 @@ def find_checkpoint(path: str | Path, prefer: str = "last") -> Path:
                     return candidate
                 if candidate.is_dir() and candidate.name == name:
                     damaged.append(f"{candidate}: {checkpoint_problem(candidate)}")
-    if any((path / f).exists() for f in REQUIRED_FILES):  # the user named a checkpoint directory that is damaged
+    if (path / WEIGHTS_FILE).exists() or (path / META_FILE).exists():  # the user named a damaged checkpoint dir
         damaged.insert(0, f"{path}: {checkpoint_problem(path)}")
     if damaged:
         raise CheckpointError(
