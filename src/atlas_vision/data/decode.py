@@ -75,20 +75,19 @@ def scale_to_unit(array: np.ndarray, source: str = "image") -> np.ndarray:
     raise ChannelMismatchError(f"image {source} has pixel type {array.dtype}, which is not an image type")
 
 
-def _pil_to_array(image: Image.Image) -> np.ndarray:
+def _pil_to_array(image: Image.Image, source: str) -> np.ndarray:
     """``[C, H, W]`` in ``[0, 1]`` of a (possibly multi-frame) PIL image, scaled by the true range of its mode."""
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
         planes = []
         for index in range(frames):
             image.seek(index)
-            planes.append(_pil_to_array(image.copy()))
+            planes.append(_pil_to_array(image.copy(), source))
         image.seek(0)
         if len({p.shape[1:] for p in planes}) != 1:
-            raise ChannelMismatchError(
-                f"image {image.filename!r}: its {frames} pages differ in size ({[p.shape[1:] for p in planes]})"
-            )
+            raise ChannelMismatchError(f"image {source}: its {frames} pages differ in size")
         return np.concatenate(planes, axis=0)
+    is_png = image.format == "PNG"
     if image.mode in ("P", "PA"):
         image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
     elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
@@ -96,12 +95,12 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     elif image.mode == "1":
         image = image.convert("L")
     array = np.asarray(image)
-    if image.mode == "I" and image.format == "PNG":  # PNG holds at most 16 bits; Pillow may widen it to int32
+    if image.mode == "I" and is_png:  # PNG holds at most 16 bits; Pillow may widen it to int32
         array = array.astype(np.uint16)
     elif image.mode == "I":
         array = array.astype(np.int32)
     array_HWC = array[:, :, None] if array.ndim == 2 else array
-    return scale_to_unit(np.ascontiguousarray(array_HWC.transpose(2, 0, 1)), repr(image.filename or "image"))
+    return scale_to_unit(np.ascontiguousarray(array_HWC.transpose(2, 0, 1)), source)
 
 
 def _import_tifffile():
@@ -181,7 +180,7 @@ def decode_pil(image: Image.Image, in_chans: int, convert_channels: bool = True,
     source = source or repr(getattr(image, "filename", "") or "image")
     if in_chans in (1, 3) and _plain_8bit(image):
         return _pil_to_mode(image, in_chans, convert_channels, source)  # 8-bit: Pillow converts, no float copy
-    array_CHW = _match_channels(_pil_to_array(image), in_chans, convert_channels, source)
+    array_CHW = _match_channels(_pil_to_array(image, source), in_chans, convert_channels, source)
     return _array_to_output(array_CHW, in_chans)
 
 
