@@ -33,7 +33,8 @@ def test_timm_registration_after_lazy_import_and_mixer_net_only_with_mixers() ->
         "import timm\n"
         "before = timm.is_model('mixer_net')\n"
         "m = timm.create_model('test_atlas', num_classes=3)\n"
-        "import atlas_vision.mixers\n"
+        "from atlas_vision._timm_registration import ensure_registered\n"
+        "ensure_registered('mixer_net')  # what train.factory does for --model.name mixer_net\n"
         "print(type(m).__name__, before, timm.is_model('mixer_net'))"
     )
     assert out == "Atlas False True"
