@@ -33,7 +33,8 @@ def test_timm_registration_after_lazy_import_and_mixer_net_only_with_mixers() ->
         "import timm\n"
         "before = timm.is_model('mixer_net')\n"
         "m = timm.create_model('test_atlas', num_classes=3)\n"
-        "import atlas_vision.mixers\n"
+        "from atlas_vision._timm_registration import ensure_registered\n"
+        "ensure_registered('mixer_net')  # what train.factory does for --model.name mixer_net\n"
         "print(type(m).__name__, before, timm.is_model('mixer_net'))"
     )
     assert out == "Atlas False True"
@@ -133,3 +134,30 @@ def test_input_of_another_dtype_is_a_clear_type_error() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):  # under autocast a float input of any dtype is fine
         assert model(x.bfloat16()).shape == (1, 2)
     assert model(x).shape == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "kind"),
+    [
+        ("embed_dim", "64", "an int"),
+        ("embed_dim", 32.0, "an int"),
+        ("num_heads", True, "an int"),
+        ("mlp_ratio", "4", "a number"),
+        ("qkv_bias", 1, "a bool"),
+        ("window_size", (4.0, 4), "an int or a pair of ints"),
+    ],
+)
+def test_atlas_config_wrong_types_name_the_field(field: str, value: object, kind: str) -> None:
+    from atlas_vision.models import AtlasConfig
+
+    with pytest.raises(TypeError, match=rf"^AtlasConfig\.{field} must be {kind}, got"):
+        AtlasConfig(**{field: value})
+
+
+def test_atlas_config_type_error_through_timm() -> None:
+    import timm
+
+    import atlas_vision  # noqa: F401
+
+    with pytest.raises(TypeError, match=r"AtlasConfig\.embed_dim must be an int, got '64'"):
+        timm.create_model("test_atlas", embed_dim="64")

@@ -16,6 +16,8 @@ import sys
 from types import ModuleType
 
 _REGISTRATION_MODULE = "atlas_vision.models.variants"  # importing it runs timm's @register_model decorators
+# models registered only when their (heavier) package is imported: name -> module that registers it
+ON_DEMAND: dict[str, str] = {"mixer_net": "atlas_vision.mixers"}
 
 
 def _register() -> None:
@@ -67,3 +69,12 @@ def register_when_timm_is_imported() -> None:
         _register()
     elif _HOOK not in sys.meta_path:
         sys.meta_path.insert(0, _HOOK)
+
+
+def ensure_registered(name: str) -> None:
+    """Make ``timm.create_model(name)`` work for every model this package registers: the Atlas variants and the
+    on-demand ones (``mixer_net``, from :mod:`atlas_vision.mixers`).  Names of other libraries are left alone."""
+    import timm  # noqa: F401  (fires the hook: the Atlas variants)
+
+    if name in ON_DEMAND:
+        importlib.import_module(ON_DEMAND[name])

@@ -162,18 +162,18 @@ class DataConfig:
             for name in PROCEDURAL_ONLY_KEYS:
                 if getattr(self, name) != defaults[name].default:
                     raise ValueError(
-                        f"{name}={getattr(self, name)!r} does nothing for task='folder' (the images under "
+                        f"{name} = {getattr(self, name)!r} does nothing for task='folder' (the images under "
                         f"data.root are used as they are); remove data.{name}"
                     )
             if self.channels not in (1, 3):
                 if self.auto_augment is not None or self.color_jitter > 0:
                     raise ValueError(
-                        f"in_chans={self.channels}: data.auto_augment / data.color_jitter need in_chans 1 or 3 (PIL colour operations), "
+                        f"in_chans = {self.channels}: data.auto_augment / data.color_jitter need in_chans 1 or 3 (PIL colour operations), "
                         f"set them to null / 0"
                     )
                 if self.interpolation not in TENSOR_INTERPOLATIONS:
                     raise ValueError(
-                        f"interpolation={self.interpolation!r} needs in_chans 1 or 3; for in_chans="
+                        f"interpolation = {self.interpolation!r} needs in_chans 1 or 3; for in_chans="
                         f"{self.channels} use one of {', '.join(TENSOR_INTERPOLATIONS)}"
                     )
             return
@@ -183,7 +183,7 @@ class DataConfig:
         own = TASK_CHANNELS[self.task]
         if self.in_chans is not None and self.in_chans != own:
             raise ValueError(
-                f"in_chans={self.in_chans} does not match task={self.task!r}, whose images have {own} "
+                f"in_chans = {self.in_chans} does not match task={self.task!r}, whose images have {own} "
                 f"channel(s); leave data.in_chans unset (null)"
             )
 

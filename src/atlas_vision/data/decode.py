@@ -75,20 +75,19 @@ def scale_to_unit(array: np.ndarray, source: str = "image") -> np.ndarray:
     raise ChannelMismatchError(f"image {source} has pixel type {array.dtype}, which is not an image type")
 
 
-def _pil_to_array(image: Image.Image) -> np.ndarray:
+def _pil_to_array(image: Image.Image, source: str) -> np.ndarray:
     """``[C, H, W]`` in ``[0, 1]`` of a (possibly multi-frame) PIL image, scaled by the true range of its mode."""
     frames = getattr(image, "n_frames", 1)
     if frames > 1:
         planes = []
         for index in range(frames):
             image.seek(index)
-            planes.append(_pil_to_array(image.copy()))
+            planes.append(_pil_to_array(image.copy(), source))
         image.seek(0)
         if len({p.shape[1:] for p in planes}) != 1:
-            raise ChannelMismatchError(
-                f"image {image.filename!r}: its {frames} pages differ in size ({[p.shape[1:] for p in planes]})"
-            )
+            raise ChannelMismatchError(f"image {source}: its {frames} pages differ in size")
         return np.concatenate(planes, axis=0)
+    is_png = image.format == "PNG"
     if image.mode in ("P", "PA"):
         image = image.convert("RGBA" if image.mode == "PA" or "transparency" in image.info else "RGB")
     elif image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
@@ -96,17 +95,28 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     elif image.mode == "1":
         image = image.convert("L")
     array = np.asarray(image)
-    if image.mode == "I" and image.format == "PNG":  # PNG holds at most 16 bits; Pillow may widen it to int32
+    if image.mode == "I" and is_png:  # PNG holds at most 16 bits; Pillow may widen it to int32
         array = array.astype(np.uint16)
     elif image.mode == "I":
         array = array.astype(np.int32)
     array_HWC = array[:, :, None] if array.ndim == 2 else array
-    return scale_to_unit(np.ascontiguousarray(array_HWC.transpose(2, 0, 1)), repr(image.filename or "image"))
+    return scale_to_unit(np.ascontiguousarray(array_HWC.transpose(2, 0, 1)), source)
+
+
+def _import_tifffile():
+    try:
+        import tifffile
+    except ImportError:
+        raise OSError(
+            "reading this TIFF (multi-page, multi-channel, 16/32-bit or float) needs tifffile: "
+            "pip install 'atlas-vision[tiff]'"
+        ) from None
+    return tifffile
 
 
 def _tiff_to_array(path: Path) -> np.ndarray:
     """``[C, H, W]`` in ``[0, 1]`` of a TIFF via tifffile (any sample type, multi-page, channels first or last)."""
-    import tifffile
+    tifffile = _import_tifffile()
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
@@ -168,9 +178,9 @@ def decode_pil(image: Image.Image, in_chans: int, convert_channels: bool = True,
         ChannelMismatchError: the channels do not match ``in_chans`` and may not (or cannot) be converted.
     """
     source = source or repr(getattr(image, "filename", "") or "image")
-    if in_chans in (1, 3) and getattr(image, "n_frames", 1) == 1 and image.mode in GREY_MODES | COLOUR_MODES:
+    if in_chans in (1, 3) and _plain_8bit(image):
         return _pil_to_mode(image, in_chans, convert_channels, source)  # 8-bit: Pillow converts, no float copy
-    array_CHW = _match_channels(_pil_to_array(image), in_chans, convert_channels, source)
+    array_CHW = _match_channels(_pil_to_array(image, source), in_chans, convert_channels, source)
     return _array_to_output(array_CHW, in_chans)
 
 
@@ -193,17 +203,43 @@ def read_image(
     """
     path = Path(path)
     source = repr(str(path))
-    with Image.open(path) as image:
-        plain_8bit = image.mode in GREY_MODES | COLOUR_MODES and getattr(image, "n_frames", 1) == 1
-        if path.suffix.lower() in TIFF_SUFFIXES and not (plain_8bit and in_chans in (1, 3)):
+    is_tiff = path.suffix.lower() in TIFF_SUFFIXES
+    try:
+        image = Image.open(path)
+    except (OSError, ValueError):  # Pillow reads only some TIFF layouts; tifffile reads the rest
+        if not is_tiff:
+            raise
+        image = None
+    if image is None or is_tiff and not (in_chans in (1, 3) and _plain_8bit(image)):
+        if image is not None:
             image.close()
-            array_CHW = _match_channels(_tiff_to_array(path), in_chans, convert_channels, source)
-            return _array_to_output(array_CHW, in_chans)
+        array_CHW = _match_channels(_tiff_to_array(path), in_chans, convert_channels, source)
+        return _array_to_output(array_CHW, in_chans)
+    with image:
         if draft_size is not None and in_chans in (1, 3):
             h, w = draft_size
             image.draft("L" if in_chans == 1 else "RGB", (w, h))
         image.load()
         return decode_pil(image, in_chans, convert_channels, source)
+
+
+def _plain_8bit(image: Image.Image) -> bool:
+    return image.mode in GREY_MODES | COLOUR_MODES and getattr(image, "n_frames", 1) == 1
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(h, w)`` of an image file from its header (nothing is decoded; TIFFs Pillow cannot open via tifffile)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (OSError, ValueError):
+        if path.suffix.lower() not in TIFF_SUFFIXES:
+            raise
+    tifffile = _import_tifffile()
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        return series.shape[series.axes.index("Y")], series.shape[series.axes.index("X")]
 
 
 def decoded_size(image: DecodedImage) -> tuple[int, int]:

@@ -1,4 +1,8 @@
-"""``atlas-vision predict IMAGE... --checkpoint PATH``: top-k classes with probabilities.  Glue only."""
+"""``atlas-vision predict IMAGE... --checkpoint PATH``: top-k classes with probabilities.  Glue only.
+
+Every readable image is reported (stdout); every unreadable one gets one line on stderr naming the file; the exit code
+is 2 if any image (or the checkpoint, or an option) was bad, 0 otherwise.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,16 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _pixels(text: str) -> int:
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels >= 0 (0 = no limit), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels >= 0 (0 = no limit), got {text!r}")
     return value
 
 
@@ -37,6 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--ema", action="store_true", help="use the EMA weights")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument(
+        "--max-pixels",
+        type=_pixels,
+        default=None,
+        metavar="N",
+        help="refuse images declaring more than N pixels (decompression-bomb guard; default 178956970, Pillow's "
+        "limit; 0 = no limit, for trusted gigapixel files)",
+    )
     return p
 
 
@@ -59,23 +81,32 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from atlas_vision.train.distributed import resolve_device
     from atlas_vision.train.evaluate import load_checkpoint
-    from atlas_vision.train.predict import predict_images
+    from atlas_vision.train.predict import DEFAULT_MAX_PIXELS, PredictionError, predict_images
 
+    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
     try:
         img_size = _parse_img_size(args.img_size)
         loaded = load_checkpoint(args.checkpoint, resolve_device(args.device), ema=args.ema, prefer=args.which)
-        predictions = predict_images(loaded, args.images, topk=args.topk, img_size=img_size)
+        results = predict_images(loaded, args.images, topk=args.topk, img_size=img_size, max_pixels=max_pixels)
     except (ValueError, FileNotFoundError) as err:
         if os.environ.get("ATLAS_VISION_TRACEBACK"):
             raise
         print(f"atlas-vision predict: error: {err}", file=sys.stderr)
         return 2
+    failed = [r for r in results if isinstance(r, PredictionError)]
+    for bad in failed:
+        print(f"atlas-vision predict: error: {bad.error}", file=sys.stderr)
     if args.json:
-        print(json.dumps([asdict(p) for p in predictions], indent=2))
-        return 0
-    for p in predictions:
-        (h0, w0), (h, w) = p.original_size, p.input_size
-        print(f"{p.path} ({w0}x{h0} -> {w}x{h})")
-        for name, prob in zip(p.classes, p.probabilities):
-            print(f"  {prob:7.4f}  {name}")
+        print(json.dumps([asdict(r) for r in results], indent=2))
+    else:
+        for p in results:
+            if isinstance(p, PredictionError):
+                continue
+            (h0, w0), (h, w) = p.original_size, p.input_size
+            print(f"{p.path} ({w0}x{h0} -> {w}x{h})")
+            for name, prob in zip(p.classes, p.probabilities):
+                print(f"  {prob:7.4f}  {name}")
+    if failed:
+        print(f"atlas-vision predict: {len(failed)} of {len(results)} image(s) could not be read", file=sys.stderr)
+        return 2
     return 0

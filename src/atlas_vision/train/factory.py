@@ -37,8 +37,9 @@ def create_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> nn.Module
     """
     import timm
 
-    import atlas_vision  # noqa: F401  (registers the Atlas models with timm)
+    from atlas_vision._timm_registration import ensure_registered
 
+    ensure_registered(cfg.name)  # the Atlas models, and mixer_net (atlas_vision.mixers) when asked for
     if not timm.is_model(cfg.name):
         close = difflib.get_close_matches(cfg.name, timm.list_models(), n=5)
         raise ValueError(
