@@ -58,7 +58,13 @@ def tiny_tree(out: Path | str, **sections: dict[str, Any]) -> dict[str, Any]:
     """The TINY config as a nested dict with ``run.out = out`` and per-section overrides merged in."""
     tree = copy.deepcopy(TINY)
     tree["run"]["out"] = str(out)
-    return _merge(tree, sections)
+    tree = _merge(tree, sections)
+    if tree["data"].get("task") not in (None, "fake", "longrange", "pathfinder"):
+        # the procedural-task knobs are errors for tasks that read files (they would do nothing there)
+        for key in ("train_samples", "val_samples", "fake_classes"):
+            if key not in sections.get("data", {}):
+                tree["data"].pop(key, None)
+    return tree
 
 
 def tiny_config(out: Path | str, **sections: dict[str, Any]) -> TrainConfig:

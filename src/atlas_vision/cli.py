@@ -12,7 +12,10 @@ import sys
 # sub-command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "list-models": ("atlas_vision.models.cli", "list the registered Atlas models (with a glob filter)"),
-    "train": ("atlas_vision.train.cli_train", "train a model; writes a run directory (config, metrics, checkpoints, plots)"),
+    "train": (
+        "atlas_vision.train.cli_train",
+        "train a model; writes a run directory (config, metrics, checkpoints, plots)",
+    ),
     "eval": ("atlas_vision.train.cli_eval", "evaluate a checkpoint: top-1/top-5, per-class accuracy, confusion matrix"),
     "predict": ("atlas_vision.train.cli_predict", "top-k classes for image files of any size"),
     "data": ("atlas_vision.data.cli", "data set tools (e.g. `data hr-in100` builds the HR-IN100 folder tree)"),
@@ -34,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     if argv[0] in ("-V", "--version"):
-        from atlas_vision import __version__
+        from atlas_vision.version import __version__
 
         print(__version__)
         return 0

@@ -45,7 +45,7 @@ def env_metadata(device: torch.device, dtype: str, seed: int | str) -> dict[str,
     """The :data:`ENV_COLUMNS` values of this process."""
     import timm
 
-    from atlas_vision import __version__
+    from atlas_vision.version import __version__
 
     return {
         "device": device.type if device.index is None else f"{device.type}:{device.index}",

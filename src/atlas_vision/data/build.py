@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,11 +15,25 @@ from atlas_vision.data.folder import ImageFolderDataset, find_classes
 from atlas_vision.data.longrange import LongRangeDataset, LongRangeParams
 from atlas_vision.data.pathfinder import PathfinderDataset, pathfinder_preset
 from atlas_vision.data.procedural import ProceduralDataset
-from atlas_vision.data.transforms import build_transform
+from atlas_vision.data.transforms import build_transform, describe_transforms
+
+log = logging.getLogger(__name__)
 
 # timm.data.IMAGENET_DEFAULT_MEAN / _STD (repeated here so that importing this module does not import timm)
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+# 1-channel folder images: the mean of ImageNet's three (timm's convention for in_chans=1); other counts: 0.5 / 0.5
+GREY_MEAN: tuple[float] = (0.449,)
+GREY_STD: tuple[float] = (0.226,)
+
+
+def folder_normalisation(in_chans: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` the folder task normalises ``in_chans``-channel images with."""
+    if in_chans == 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    if in_chans == 1:
+        return GREY_MEAN, GREY_STD
+    return (0.5,) * in_chans, (0.5,) * in_chans
 
 
 @dataclass
@@ -30,10 +45,11 @@ class Datasets:
             ``None`` for an unreadable image of a non-strict folder (batch with ``collate_skip_none``).
         val: validation set, same items (evaluation transform, no augmentation).
         num_classes: number of classes.
-        in_chans: image channels (1 for pathfinder, 3 otherwise).
+        in_chans: image channels (1 for pathfinder; folder: ``data.in_chans``, default 3; 3 otherwise).
         class_names: names indexed by label.
         mean: per-channel mean the images were normalised with (``x = (pixel / 255 - mean) / std``).
         std: per-channel standard deviation of that normalisation.
+        transforms: the effective preprocessing in one line (:func:`describe_transforms`), to print at start.
     """
 
     train: Dataset
@@ -43,6 +59,7 @@ class Datasets:
     class_names: list[str]
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    transforms: str = ""
 
 
 def build_datasets(cfg: DataConfig, seed: int) -> Datasets:
@@ -62,14 +79,25 @@ def build_datasets(cfg: DataConfig, seed: int) -> Datasets:
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     if cfg.task == "folder":
-        return _folder(cfg)
+        data = _folder(cfg)
+        log.info("data transforms: %s", data.transforms)
+        return data
     if cfg.task == "fake":
         fake_train = FakeDataset(cfg.train_samples, "train", seed, cfg.img_size, cfg.fake_classes)
         fake_val = FakeDataset(cfg.val_samples, "val", seed, cfg.img_size, cfg.fake_classes)
-        return Datasets(fake_train, fake_val, cfg.fake_classes, 3, fake_train.class_names, (0.0,) * 3, (1.0,) * 3)
+        return Datasets(
+            fake_train,
+            fake_val,
+            cfg.fake_classes,
+            3,
+            fake_train.class_names,
+            (0.0,) * 3,
+            (1.0,) * 3,
+            describe_transforms(cfg),
+        )
     train = make_procedural(cfg, "train", seed, cfg.train_samples)
     val = make_procedural(cfg, "val", seed, cfg.val_samples)
-    meta = (len(train.class_names), train.in_chans, train.class_names, train.mean, train.std)
+    meta = (len(train.class_names), train.in_chans, train.class_names, train.mean, train.std, describe_transforms(cfg))
     if cfg.cache_dir:
         return Datasets(CachedDataset(train, cfg.cache_dir), CachedDataset(val, cfg.cache_dir), *meta)
     return Datasets(train, val, *meta)
@@ -100,7 +128,17 @@ def _folder(cfg: DataConfig) -> Datasets:
             f"{root}/val must have the same class folders as {root}/train; missing in val: {missing[:10]}"
             f"{' ...' if len(missing) > 10 else ''}, only in val: {extra[:10]}{' ...' if len(extra) > 10 else ''}"
         )
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
-    train = ImageFolderDataset(root / "train", classes, build_transform(cfg, True, mean, std), cfg.strict)
-    val = ImageFolderDataset(root / "val", classes, build_transform(cfg, False, mean, std), cfg.strict)
-    return Datasets(train, val, len(classes), 3, classes, mean, std)
+    in_chans = cfg.channels
+    mean, std = folder_normalisation(in_chans)
+    datasets = [
+        ImageFolderDataset(
+            root / split,
+            classes,
+            build_transform(cfg, split == "train", mean, std),
+            cfg.strict,
+            in_chans=in_chans,
+            convert_channels=cfg.convert_channels,
+        )
+        for split in ("train", "val")
+    ]
+    return Datasets(*datasets, len(classes), in_chans, classes, mean, std, describe_transforms(cfg))

@@ -21,6 +21,18 @@ LONGRANGE_MIN_SIZE, LONGRANGE_MAX_SIZE = 64, 4096
 INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "box", "hamming", "lanczos", "random")
 # First '-'-separated token of a timm auto-augment string: RandAugment, AugMix or an AutoAugment policy name.
 AUTO_AUGMENT_KINDS: tuple[str, ...] = ("rand", "augmix", "original", "originalr", "v0", "v0r", "3a")
+CROPS: tuple[str, ...] = ("random_resized", "whole")
+TENSOR_INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic")  # what resizing a [C, H, W] tensor offers
+TASK_CHANNELS: dict[str, int] = {"longrange": 3, "pathfinder": 1, "fake": 3}  # procedural tasks: fixed channels
+PROCEDURAL_ONLY_KEYS: tuple[str, ...] = (
+    "train_samples",
+    "val_samples",
+    "difficulty",
+    "object_size",
+    "fake_classes",
+    "cache_dir",
+)
+FOLDER_ONLY_KEYS: tuple[str, ...] = ("crop", "convert_channels")
 
 
 @dataclass
@@ -49,6 +61,16 @@ class DataConfig:
         color_jitter: folder task, training only: colour-jitter strength (0 disables it; timm ignores it when
             ``auto_augment`` is set).
         scale: folder task, training only: ``(min, max)`` area fraction of RandomResizedCrop.
+        crop: folder task, training only: ``"random_resized"`` (default, timm's ImageNet RandomResizedCrop with area
+            ``scale``, aspect 3/4..4/3, as the paper's HR-IN100 recipe) or ``"whole"`` (the whole image resized to
+            ``img_size``: nothing cut off, for labels whose evidence may lie anywhere in the image).
+        in_chans: image channels the model is built for.  ``None`` (default) = the task's own: 3 for folder,
+            longrange and fake, 1 for pathfinder.  folder: 1 (grey), 3 (RGB) or any N >= 1 (multi-page or
+            multi-channel TIFF, or e.g. 4 for RGBA kept with its alpha); see ``docs/tasks.md`` for how each file
+            type is read.  Procedural tasks: must be left ``None`` or equal to the task's channels.
+        convert_channels: folder task: ``True`` (default) converts grey images to RGB (repeated) when
+            ``in_chans=3`` and colour images to grey (luma) when ``in_chans=1``, with one warning per process;
+            ``False`` treats such an image as unreadable (skipped, or an error with ``strict``).
         strict: folder task: ``True`` raises on the first unreadable image (naming the file); ``False`` skips it
             (``__getitem__`` returns ``None``; use ``collate_skip_none``) and logs one warning per file.
         num_workers: DataLoader worker processes (0 loads in the main process).
@@ -71,6 +93,9 @@ class DataConfig:
     hflip: float = 0.5
     color_jitter: float = 0.0
     scale: tuple[float, float] = (0.08, 1.0)
+    crop: str = "random_resized"
+    in_chans: int | None = None
+    convert_channels: bool = True
     strict: bool = False
     num_workers: int = 2
     cache_dir: str | None = None
@@ -98,7 +123,13 @@ class DataConfig:
                 f"auto_augment must be None or a timm auto-augment string starting with one of "
                 f"{', '.join(AUTO_AUGMENT_KINDS)} (e.g. 'rand-m9-mstd0.5-inc1'), got {self.auto_augment!r}"
             )
+        _choice("crop", self.crop, CROPS)
+        if self.convert_channels is not True and self.convert_channels is not False:
+            raise ValueError(f"convert_channels must be true or false, got {self.convert_channels!r}")
+        if self.in_chans is not None:
+            _int_at_least("in_chans", self.in_chans, 1)
         self._check_img_size()
+        self._check_task_keys()
         if self.task == "folder" and not self.root:
             raise ValueError("root must be set for task='folder' (a directory with train/ and val/ class folders)")
         if self.object_size and self.task == "longrange" and self.object_size > min(self.img_size) // 4:
@@ -123,6 +154,45 @@ class DataConfig:
                 )
         elif h < 8 or w < 8:
             raise ValueError(f"img_size must have both sides >= 8, got {self.img_size}")
+
+    def _check_task_keys(self) -> None:
+        """Keys that do nothing for ``task`` are errors naming the key (a non-default value is a user's intent)."""
+        defaults = DataConfig.__dataclass_fields__
+        if self.task == "folder":
+            for name in PROCEDURAL_ONLY_KEYS:
+                if getattr(self, name) != defaults[name].default:
+                    raise ValueError(
+                        f"{name}={getattr(self, name)!r} does nothing for task='folder' (the images under "
+                        f"data.root are used as they are); remove data.{name}"
+                    )
+            if self.channels not in (1, 3):
+                if self.auto_augment is not None or self.color_jitter > 0:
+                    raise ValueError(
+                        f"in_chans={self.channels}: data.auto_augment / data.color_jitter need in_chans 1 or 3 (PIL colour operations), "
+                        f"set them to null / 0"
+                    )
+                if self.interpolation not in TENSOR_INTERPOLATIONS:
+                    raise ValueError(
+                        f"interpolation={self.interpolation!r} needs in_chans 1 or 3; for in_chans="
+                        f"{self.channels} use one of {', '.join(TENSOR_INTERPOLATIONS)}"
+                    )
+            return
+        for name in FOLDER_ONLY_KEYS:
+            if getattr(self, name) != defaults[name].default:
+                raise ValueError(f"{name} does nothing for task={self.task!r} (folder task only); remove data.{name}")
+        own = TASK_CHANNELS[self.task]
+        if self.in_chans is not None and self.in_chans != own:
+            raise ValueError(
+                f"in_chans={self.in_chans} does not match task={self.task!r}, whose images have {own} "
+                f"channel(s); leave data.in_chans unset (null)"
+            )
+
+    @property
+    def channels(self) -> int:
+        """Image channels of this task: ``in_chans`` if set, else the task's own (3; 1 for pathfinder)."""
+        if self.in_chans is not None:
+            return self.in_chans
+        return TASK_CHANNELS.get(self.task, 3)
 
     @property
     def contour_length(self) -> int:

@@ -18,6 +18,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from atlas_vision.data.decode import DecodedImage, read_image
+
 log = logging.getLogger(__name__)
 
 #: File extensions (lower case, with the dot) of the formats this Pillow installation can open.
@@ -87,28 +89,38 @@ class ImageFolderDataset(Dataset):
         split_dir: e.g. ``ROOT/train``.
         classes: class folder names; the label is the index into this list (pass the training split's classes to
             the validation split so the labels agree).
-        transform: PIL RGB image -> tensor ``[3, h, w]``.
+        transform: decoded image (:func:`atlas_vision.data.decode.read_image`: a PIL ``"L"``/``"RGB"`` image for
+            ``in_chans`` 1/3, else ``float32 [in_chans, H, W]``) -> tensor ``[in_chans, h, w]``.
         strict: raise ``UnreadableImageError`` on an unreadable file instead of returning ``None``.
+        in_chans: channels every image is decoded to (16-bit and float images scaled by their true range).
+        convert_channels: allow grey <-> RGB conversion to reach ``in_chans``; otherwise such a file is unreadable.
     """
 
     def __init__(
-        self, split_dir: Path, classes: list[str], transform: Callable[[Image.Image], torch.Tensor], strict: bool
+        self,
+        split_dir: Path,
+        classes: list[str],
+        transform: Callable[[DecodedImage], torch.Tensor],
+        strict: bool,
+        in_chans: int = 3,
+        convert_channels: bool = True,
     ) -> None:
         self.split_dir = Path(split_dir)
         self.classes = list(classes)
         self.samples = scan_split(self.split_dir, self.classes)
         self.transform = transform
         self.strict = strict
+        self.in_chans = in_chans
+        self.convert_channels = convert_channels
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def load(self, index: int) -> Image.Image | None:
-        """The decoded RGB image of sample ``index``, or ``None`` if unreadable and not strict."""
+    def load(self, index: int) -> DecodedImage | None:
+        """The decoded image of sample ``index`` (``in_chans`` channels), or ``None`` if unreadable and not strict."""
         path = self.samples[index][0]
         try:
-            with Image.open(path) as image:
-                return image.convert("RGB")  # forces a full decode inside the try
+            return read_image(path, self.in_chans, self.convert_channels)  # a full decode inside the try
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             if self.strict:
                 raise UnreadableImageError(f"cannot read image {path}: {err}") from err

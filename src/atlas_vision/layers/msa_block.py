@@ -18,7 +18,7 @@ from __future__ import annotations
 from enum import Enum
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from atlas_vision.layers.scale_block import ScaleBlock
 from atlas_vision.ops import Backend, MultiScaleLayout, PoolOp, bottomup_attention, summarize, topdown_attention
@@ -87,7 +87,7 @@ class MSABlock(nn.Module):
             raise ValueError(f"num_scale_blocks must be >= 1, got {num_scale_blocks}")
         self.communication = Communication(communication)
         self.pool_op = PoolOp(pool_op)
-        self.backend = Backend(backend)
+        self.backend = Backend.parse(backend)
         self.scale_blocks = nn.ModuleList(
             ScaleBlock(dim, num_heads, mlp_ratio, qkv_bias, drop_path, pos_embed_hidden, device=device, dtype=dtype)
             for _ in range(num_scale_blocks)
@@ -113,7 +113,9 @@ class MSABlock(nn.Module):
         if len(xs) != num_scales:
             raise ValueError(f"expected {num_scales} scale maps for this layout, got {len(xs)}")
         if self.communication is Communication.SINGLE_SCALE and num_scales - first_scale != 1:
-            raise ValueError(f"single-scale communication needs exactly one active scale, got {num_scales - first_scale}")
+            raise ValueError(
+                f"single-scale communication needs exactly one active scale, got {num_scales - first_scale}"
+            )
         xs = list(xs)
         active = range(first_scale, num_scales)
         mode = self.communication

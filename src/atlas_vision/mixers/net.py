@@ -23,10 +23,10 @@ from dataclasses import dataclass, fields
 from enum import Enum
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from atlas_vision.layers import Communication

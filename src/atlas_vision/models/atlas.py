@@ -23,34 +23,16 @@ from dataclasses import replace
 import torch
 import torch.nn as nn
 from timm.layers import trunc_normal_
-from torch.utils.checkpoint import checkpoint
 
-from atlas_vision.layers import ConvStem, MSABlock
+from atlas_vision.layers import AtlasStage, ConvStem, MSABlock
 from atlas_vision.models.config import AtlasConfig
-from atlas_vision.ops import MultiScaleLayout, summarize
+from atlas_vision.models.features import check_out_indices
+from atlas_vision.ops import MultiScaleLayout, scale_pyramid
 
 
 class UnknownOptionError(TypeError, ValueError):
     """An unknown model option: a ``TypeError`` as for any unexpected keyword (timm's contract), and a ``ValueError``
     like every other invalid configuration."""
-
-
-class AtlasStage(nn.Module):
-    """``depth`` MSA blocks sharing the same active scales."""
-
-    def __init__(self, blocks: list[MSABlock], first_scale: int):
-        super().__init__()
-        self.first_scale = first_scale
-        self.blocks = nn.ModuleList(blocks)
-        self.grad_checkpointing = False
-
-    def forward(self, xs: list[torch.Tensor], layout: MultiScaleLayout) -> list[torch.Tensor]:
-        for block in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                xs = checkpoint(block, xs, layout, self.first_scale, use_reentrant=False)
-            else:
-                xs = block(xs, layout, self.first_scale)
-        return xs
 
 
 class Atlas(nn.Module):
@@ -152,6 +134,14 @@ class Atlas(nn.Module):
             )
         if x.shape[0] < 1:
             raise ValueError("empty batch (B=0)")
+        weight_dtype = next(self.parameters()).dtype
+        if x.dtype != weight_dtype and not (x.is_floating_point() and torch.is_autocast_enabled(x.device.type)):
+            # no silent cast: say which side to change (under torch.autocast any float input is fine)
+            raise TypeError(
+                f"input dtype {x.dtype} does not match the model's weights ({weight_dtype}); pass "
+                f"x.to({weight_dtype}) (integer images: convert to float and normalise first), cast the model with "
+                f"model.to({x.dtype}) if that is what you meant, or run under torch.autocast"
+            )
 
     # ----------------------------------------------------------------------------------------------------------------
     # forward
@@ -161,10 +151,7 @@ class Atlas(nn.Module):
         self._check_input(x)
         tokens = self.stem(x)  # [B, h, w, C]
         layout = self.layout_for((tokens.shape[1], tokens.shape[2]))
-        xs = [tokens]
-        for _ in range(1, layout.num_scales):
-            xs.append(summarize(xs[-1], layout.stride, self.config.pool_op))
-        return xs, layout
+        return scale_pyramid(tokens, layout, self.config.pool_op), layout
 
     def _readout_tokens(self, xs: list[torch.Tensor]) -> torch.Tensor:
         """Tokens of the scales active in the last stage, concatenated: ``[B, T, C]``."""
@@ -213,6 +200,8 @@ class Atlas(nn.Module):
 
         if output_fmt not in ("NCHW", "NHWC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        if indices is not None:
+            indices = check_out_indices(indices, len(self.stages))  # no duplicates / out-of-range (clear error)
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
         xs, layout = self._embed(x)
         intermediates = []

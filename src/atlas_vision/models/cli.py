@@ -1,27 +1,51 @@
-"""`atlas-vision list-models [PATTERN] [--params]`."""
+"""`atlas-vision list-models [PATTERN] [--params [--num-classes N]]`."""
 
 from __future__ import annotations
 
 import argparse
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="atlas-vision list-models", description="List the registered Atlas models.")
     parser.add_argument("pattern", nargs="?", default="*", help="glob filter, e.g. 'atlas_*' (default: all)")
     parser.add_argument("--params", action="store_true", help="also build each model and print its parameter count")
+    parser.add_argument(
+        "--num-classes",
+        type=_non_negative,
+        default=1000,
+        metavar="N",
+        help="classifier size the --params count includes (default 1000, timm's convention; 0 = no head)",
+    )
     args = parser.parse_args(argv)
 
-    from atlas_vision.models import VARIANT_CONFIGS, list_models
+    from atlas_vision.models import list_models  # light: names only, no torch
 
-    for name in list_models(args.pattern):
-        line = name
-        if args.params:
-            import torch
+    names = list_models(args.pattern)
+    if not names:
+        print(f"atlas-vision list-models: no model matches {args.pattern!r}")
+        return 0
+    if not args.params:
+        print("\n".join(names))
+        return 0
+    from dataclasses import replace
 
-            from atlas_vision.models import Atlas
+    import torch
 
-            with torch.device("meta"):
-                model = Atlas(VARIANT_CONFIGS[name])
-            line += f"\t{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params (1000 classes)"
-        print(line)
+    from atlas_vision.models import VARIANT_CONFIGS, Atlas
+
+    for name in names:
+        with torch.device("meta"):
+            model = Atlas(replace(VARIANT_CONFIGS[name], num_classes=args.num_classes))
+        count = sum(p.numel() for p in model.parameters()) / 1e6
+        print(f"{name}\t{count:.2f}M params ({args.num_classes} classes)")
     return 0

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, fields
 
 from atlas_vision.layers import Communication
 from atlas_vision.ops import Backend, PoolOp, Size2D, to_2tuple
+
+_INT_FIELDS = (
+    "embed_dim",
+    "num_heads",
+    "patch_size",
+    "stem_hidden",
+    "stem_depth",
+    "pos_embed_hidden",
+    "in_chans",
+    "num_classes",
+)
+_FLOAT_FIELDS = ("mlp_ratio", "drop_path_rate")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +65,7 @@ class AtlasConfig:
     backend: Backend = Backend.AUTO
 
     def __post_init__(self) -> None:
+        self._check_types()
         set_ = object.__setattr__  # frozen dataclass: normalise once, here
         set_(self, "window_size", to_2tuple(self.window_size, "window_size"))
         set_(self, "pool_stride", to_2tuple(self.pool_stride, "pool_stride"))
@@ -65,6 +79,27 @@ class AtlasConfig:
             raise ValueError(f"depths must be a sequence of ints (blocks per stage), got {self.depths!r}")
         set_(self, "depths", tuple(self.depths))
         self._validate()
+
+    def _check_types(self) -> None:
+        """``TypeError`` naming the field for a value of the wrong type (``embed_dim="64"``, ``embed_dim=32.0``):
+        no silent coercion, and no deep torch error later."""
+        for name in _INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"AtlasConfig.{name} must be an int, got {value!r} ({type(value).__name__})")
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"AtlasConfig.{name} must be a number, got {value!r} ({type(value).__name__})")
+        if not isinstance(self.qkv_bias, bool):
+            raise TypeError(
+                f"AtlasConfig.qkv_bias must be a bool, got {self.qkv_bias!r} ({type(self.qkv_bias).__name__})"
+            )
+        for name in ("window_size", "pool_stride"):
+            value = getattr(self, name)
+            parts = value if isinstance(value, (tuple, list)) else (value,)
+            if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in parts):
+                raise TypeError(f"AtlasConfig.{name} must be an int or a pair of ints, got {value!r}")
 
     def _validate(self) -> None:
         def need(ok: bool, message: str) -> None:

@@ -1,54 +1,23 @@
 """Registered Atlas variants: each is a config diff plus a preprocessing/pretrained config (timm's ``default_cfg``).
 
-Registering with timm means ``import atlas_vision`` makes ``timm.create_model("atlas_base", ...)`` work, including
+This module imports only timm at import time (the model code is imported when a model is built), so it can run
+from the post-import hook of :mod:`atlas_vision._timm_registration` while ``atlas_vision.models`` is still being
+imported.  Registering with timm means ``import atlas_vision`` makes ``timm.create_model("atlas_base", ...)`` work, including
 ``features_only=True`` (timm's feature getter over :meth:`Atlas.forward_intermediates`).
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from atlas_vision.models.atlas import Atlas
-from atlas_vision.models.config import AtlasConfig
+from atlas_vision.models.names import VARIANT_NAMES
 
-# Architecture of each variant, as a diff from AtlasConfig's defaults (which are Atlas-B at 1024 px).
-VARIANT_CONFIGS: dict[str, AtlasConfig] = {
-    # Paper sizes (spec 2.4): Base = 768/12, Small = 384/6; D = {2, 10}, P = 16, K = 16x16, S = 4x4.
-    "atlas_base": AtlasConfig(embed_dim=768, num_heads=12, depths=(2, 10)),
-    "atlas_small": AtlasConfig(embed_dim=384, num_heads=6, depths=(2, 10)),
-    # CPU-sized model for the built-in long-range tasks: patch 8, 4x4-token windows (32x32 px), stride 2.
-    # At 64 px: 8x8 tokens in 2x2 windows + a 4x4 global scale; at 256 px: 32x32 -> 16x16 -> 8x8 -> 4x4.
-    "atlas_tiny": AtlasConfig(
-        embed_dim=64, num_heads=4, depths=(2, 2), patch_size=8, window_size=4, pool_stride=2,
-        stem_hidden=16, stem_depth=1, pos_embed_hidden=64,
-    ),
-    # The same network with window attention only (no cross-scale communication): the control of the default task.
-    "atlas_tiny_window": AtlasConfig(
-        embed_dim=64, num_heads=4, depths=(2, 2), patch_size=8, window_size=4, pool_stride=2,
-        stem_hidden=16, stem_depth=1, pos_embed_hidden=64, communication="single_scale",
-    ),
-    # Tiny variants for tests (seconds on CPU); they cover patch 4/8/16, max/avg pooling, non-square windows and
-    # every communication mode through overrides. (3 stages: timm's generic feature tests expect >= 3 levels.)
-    "test_atlas": AtlasConfig(
-        embed_dim=32, num_heads=2, depths=(1, 1, 1), patch_size=8, window_size=4, pool_stride=2,
-        stem_hidden=8, stem_depth=1, pos_embed_hidden=16,
-    ),
-    "test_atlas_3stage": AtlasConfig(
-        embed_dim=24, num_heads=3, depths=(1, 2, 1), patch_size=4, window_size=(4, 6), pool_stride=2,
-        stem_hidden=8, stem_depth=1, pos_embed_hidden=16,
-    ),
-    "test_atlas_p16": AtlasConfig(
-        embed_dim=32, num_heads=4, depths=(2, 1, 1), patch_size=16, window_size=4, pool_stride=2,
-        stem_hidden=8, stem_depth=1, pos_embed_hidden=16, pool_op="avg",
-    ),
-    "test_atlas_window": AtlasConfig(
-        embed_dim=32, num_heads=2, depths=(1, 1, 1), patch_size=8, window_size=4, pool_stride=2,
-        stem_hidden=8, stem_depth=1, pos_embed_hidden=16, communication="single_scale",
-    ),
-}
+if TYPE_CHECKING:
+    from atlas_vision.models.atlas import Atlas
 
 
 def _cfg(input_size: tuple[int, int, int], **extra) -> dict:
@@ -83,18 +52,28 @@ default_cfgs = generate_default_cfgs(
 )
 
 
+if set(default_cfgs) != set(VARIANT_NAMES):
+    raise RuntimeError(f"default_cfgs {sorted(default_cfgs)} must cover exactly VARIANT_NAMES {VARIANT_NAMES}")
+
+
 def _create(variant: str, pretrained: bool = False, **kwargs) -> Atlas:
+    from atlas_vision.models.atlas import Atlas  # deferred: registration must not import the model code
+    from atlas_vision.models.features import check_out_indices
+    from atlas_vision.models.variant_configs import VARIANT_CONFIGS
+
     if pretrained:
         raise ValueError(
             f"no pretrained weights are published for {variant!r}; load your own with "
             "`model.load_state_dict(safetensors.torch.load_file(path))`"
         )
     num_stages = len(kwargs.get("depths", VARIANT_CONFIGS[variant].depths))
+    if kwargs.get("features_only") and "out_indices" in kwargs:
+        kwargs["out_indices"] = check_out_indices(kwargs["out_indices"], num_stages)
     return build_model_with_cfg(
         partial(Atlas.from_overrides, VARIANT_CONFIGS[variant]),
         variant,
         pretrained,
-        feature_cfg=dict(feature_cls="getter", out_indices=tuple(range(num_stages))),
+        feature_cfg={"feature_cls": "getter", "out_indices": tuple(range(num_stages))},
         **kwargs,
     )
 

@@ -33,15 +33,10 @@ Size2D = tuple[int, int]
 
 def to_2tuple(value: int | Size2D | list[int], name: str) -> Size2D:
     """Normalise an int or an (h, w) pair to an ``(h, w)`` tuple of ints, with a clear error otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
-    if isinstance(value, int):
-        return (value, value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        return (int(value[0]), int(value[1]))
-    raise ValueError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
+    pair = (value, value) if isinstance(value, int) else value
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(type(v) is int for v in pair):
+        raise ValueError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")  # (bools are rejected)
+    return (int(pair[0]), int(pair[1]))
 
 
 @dataclass(frozen=True)
@@ -112,7 +107,7 @@ class MultiScaleLayout:
         *,
         min_scales: int = 1,
         max_scales: int | None = None,
-    ) -> "MultiScaleLayout":
+    ) -> MultiScaleLayout:
         """Build the layout of a token grid.
 
         Args:

@@ -7,7 +7,7 @@ from enum import Enum
 import torch
 import torch.nn.functional as F
 
-from atlas_vision.ops.layout import Size2D
+from atlas_vision.ops.layout import MultiScaleLayout, Size2D
 
 
 class PoolOp(str, Enum):
@@ -32,3 +32,25 @@ def summarize(x_bhwc: torch.Tensor, stride: Size2D, op: PoolOp = PoolOp.MAX) -> 
     else:  # pragma: no cover - Enum exhausts the cases
         raise ValueError(f"unknown pooling op {op!r}; valid: {[p.value for p in PoolOp]}")
     return pooled.permute(0, 2, 3, 1)  # [B, h', w', C]
+
+
+def scale_pyramid(x_bhwc: torch.Tensor, layout: MultiScaleLayout, op: PoolOp = PoolOp.MAX) -> list[torch.Tensor]:
+    """The initial per-scale maps of a token map (Algorithm 2, lines 1-2): scale 0 is ``x`` itself, scale ``l + 1``
+    is :func:`summarize` of scale ``l``.
+
+    Args:
+        x_bhwc: ``[B, h, w, C]`` with ``(h, w) = layout[0].grid``.
+        layout: the scales to build.
+        op: pooling of each summary.
+
+    Returns:
+        one ``[B, h_l, w_l, C]`` map per scale of ``layout``, finest first.
+    """
+    if x_bhwc.dim() != 4 or tuple(x_bhwc.shape[1:3]) != tuple(layout[0].grid):
+        raise ValueError(
+            f"scale_pyramid needs a [B, h, w, C] map with (h, w) = {tuple(layout[0].grid)}, got {tuple(x_bhwc.shape)}"
+        )
+    xs = [x_bhwc]
+    for _ in range(1, layout.num_scales):
+        xs.append(summarize(xs[-1], layout.stride, op))
+    return xs
