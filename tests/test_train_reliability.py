@@ -124,6 +124,19 @@ def test_strict_bad_image_is_one_line_and_leaves_no_run_dir(tmp_path: Path, caps
         assert not out.exists(), f"empty run directory left behind: {list(out.rglob('*'))}"
 
 
+def test_data_in_chans_1_trains_and_evaluates_a_grey_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--data.in_chans 1` on RGB folder images: converted to grey, a 1-channel model, eval of its checkpoint."""
+    root = _tree(tmp_path / "tree", ("a", "b"))
+    out = tmp_path / "run"
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_tree(out, data={"task": "folder", "root": str(root)}))
+    assert cli_train.main(["--config", str(cfg), "--data.in_chans", "1"]) == 0
+    meta = json.loads((out / "checkpoints" / "last" / "meta.json").read_text())
+    assert meta["in_chans"] == 1 and len(meta["mean"]) == 1
+    # eval rebuilds a 1-channel model from meta.json and loads the weights strictly: they are 1-channel weights
+    assert cli_eval.main(["--checkpoint", str(out), "--out", ""]) == 0
+    assert "top-1" in capsys.readouterr().out
+
+
 # ----------------------------------------------------------------------------------------------- --out faults
 
 
