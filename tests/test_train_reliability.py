@@ -306,3 +306,27 @@ def test_top5_is_named_top5_everywhere_with_its_k(two_epoch_run: Path, capsys: p
     assert cli_eval.main(["--checkpoint", str(two_epoch_run), "--out", ""]) == 0
     out = capsys.readouterr().out
     assert "top-5 " in out and "(top-3: 3 classes)" in out
+
+
+def test_sigterm_to_the_process_group_stops_with_a_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`timeout`/a scheduler send SIGTERM to every process: the DataLoader workers die and PyTorch raises
+    'DataLoader worker ... is killed by signal' inside forward/backward; the run still stops at its last update with
+    a checkpoint and exit code 143 (simulated: the signal arrives, then the worker error, in the second micro-step)."""
+    import signal
+
+    from atlas_vision.train import loop
+
+    real, calls = loop._micro_step, []
+
+    def dying_workers(*args: object, **kwargs: object) -> int:
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise RuntimeError("DataLoader worker (pid 1) is killed by signal: Terminated.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_micro_step", dying_workers)
+    summary = run_training(tiny_config(tmp_path / "run", optim={"batch_size": 4}))  # 4 updates per epoch
+    assert summary["interrupted"] and summary["exit_code"] == 143 and summary["steps"] == 2
+    meta = json.loads((tmp_path / "run" / "checkpoints" / "last" / "meta.json").read_text())
+    assert (meta["update_step"], meta["batch_in_epoch"]) == (2, 2)
