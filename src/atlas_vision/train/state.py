@@ -97,7 +97,7 @@ def load_weights_explained(model: nn.Module, checkpoint: Path, what: str = "this
     except RuntimeError as err:
         match = _MISMATCH.search(str(err))
         detail = (
-            f"size mismatch for {match['key']}: {match['ckpt']} in the checkpoint, {match['model']} in {what}"
+            f"size mismatch for {match['key']}: {match['ckpt']} in the checkpoint, {match['model']} in the model"
             if match
             else " ".join(line.strip() for line in str(err).splitlines() if line.strip())
         )
