@@ -52,11 +52,24 @@ def one_value(key: str, values: list[str]) -> str:
     return values[0]
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler writing to whatever ``sys.stderr`` is when a record is emitted (a redirect, a test's
+    capture), not to the stream that was current when the handler was made."""
+
+    @property
+    def stream(self) -> object:  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        del value
+
+
 def setup_logging(verbose: bool = False) -> None:
     """INFO lines (``%(message)s``) of the atlas_vision loggers to stderr; idempotent."""
     logger = logging.getLogger("atlas_vision")
     if not any(getattr(h, "_atlas_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler._atlas_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

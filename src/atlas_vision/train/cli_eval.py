@@ -89,7 +89,12 @@ def main(argv: list[str]) -> int:
             f"checkpoint {report['checkpoint']}: {report['count']} images"
             + (f" ({report['skipped']} unreadable, skipped)" if report["skipped"] else "")
         )
-        print(f"top-1 {report['top1']:.2f}%  top-{report['topk']} {report['top5']:.2f}%  loss {report['loss']:.4f}")
+        from atlas_vision.train.progress import top5_label
+
+        print(
+            f"top-1 {report['top1']:.2f}%  top-5 {report['top5']:.2f}%{top5_label(report['topk'])}  "
+            f"loss {report['loss']:.4f}"
+        )
         width = max(len(n) for n in report["class_names"])
         for name, acc in report["per_class_accuracy"].items():
             print(f"  {name:<{width}}  {acc:6.2f}%")

@@ -96,13 +96,29 @@ def main(argv: list[str]) -> int:
         sys.stdout.write(dump_yaml(cfg))
         return 0
     setup_logging()
+    from atlas_vision.data.folder import UnreadableImageError
     from atlas_vision.train.trainer import run_training
 
     try:
         summary = run_training(cfg)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, ValueError, FileNotFoundError, UnreadableImageError, OSError) as err:
         if os.environ.get("ATLAS_VISION_TRACEBACK"):
             raise
-        print(f"atlas-vision train: error: {err}\n(set ATLAS_VISION_TRACEBACK=1 for the traceback)", file=sys.stderr)
+        print(
+            f"atlas-vision train: error: {one_line(err)} (ATLAS_VISION_TRACEBACK=1 shows the traceback)",
+            file=sys.stderr,
+        )
         return 2
     return int(summary.get("exit_code", 0))
+
+
+def one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line.  An exception re-raised from a DataLoader worker carries the worker's
+    traceback in its message; its last line holds the original message."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    if "Original Traceback" in str(err):
+        last = lines[-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(lines)

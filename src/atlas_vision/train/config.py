@@ -164,7 +164,9 @@ class RunConfig:
     progress: Progress = "auto"
     """``auto``: tqdm bars only when stderr is a terminal and the CI variable is unset; ``always``; ``never``."""
     log_every_steps: int = 0
-    """Without progress bars, log a line every N optimizer updates; 0 = one line per epoch."""
+    """Without progress bars, log a line every N optimizer updates; 0 = off (see ``log_every_s``)."""
+    log_every_s: float = 10.0
+    """Without progress bars, log a progress line (step, images/s, ETA) at least every N seconds; 0 = off."""
     threads: int = 1
     """torch intra-op CPU threads per process; 0 = torch's default (one per core).  The default is 1: the default
     model is overhead-bound (1 thread measured as fast as 2 on the 2-core CPU) and a second thread only spins against
@@ -188,6 +190,7 @@ class RunConfig:
         _check(self.ckpt_every_steps >= 0, "run.ckpt_every_steps", self.ckpt_every_steps, "a value >= 0 (0 = off)")
         _check(self.threads >= 0, "run.threads", self.threads, "a value >= 0 (0 = torch's default)")
         _check(self.log_every_steps >= 0, "run.log_every_steps", self.log_every_steps, "a value >= 0 (0 = off)")
+        _check(self.log_every_s >= 0, "run.log_every_s", self.log_every_s, "a number of seconds >= 0 (0 = off)")
 
 
 def default_data() -> DataConfig:

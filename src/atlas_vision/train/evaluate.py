@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from atlas_vision.data import DataConfig, build_datasets
-from atlas_vision.train.checkpoint import CONFIG_FILE, find_checkpoint, load_state, load_weights, read_meta, run_dir_of
+from atlas_vision.train.checkpoint import CONFIG_FILE, find_checkpoint, load_state, read_meta, run_dir_of
 from atlas_vision.train.config import ModelConfig, TrainConfig
 from atlas_vision.train.config_io import apply_overrides, build_config, to_dict
 from atlas_vision.train.distributed import DistContext, setup_distributed, teardown_distributed
@@ -25,6 +25,7 @@ from atlas_vision.train.factory import create_model, create_val_loader, resolve_
 from atlas_vision.train.loop import evaluate
 from atlas_vision.train.plots import plot_confusion
 from atlas_vision.train.rundir import write_json_atomic
+from atlas_vision.train.state import load_weights_explained
 
 log = logging.getLogger("atlas_vision.train")
 
@@ -62,9 +63,14 @@ def load_checkpoint(
         state = load_state(ckpt)
         if state.get("ema") is None:
             raise ValueError(f"checkpoint {str(ckpt)!r} has no EMA weights (the run had optim.ema_decay = 0)")
-        model.load_state_dict(state["ema"])
+        try:
+            model.load_state_dict(state["ema"])
+        except RuntimeError as err:
+            raise ValueError(f"the EMA weights of checkpoint {str(ckpt)!r} do not fit its meta.json: {err}") from None
     else:
-        load_weights(model, ckpt)
+        load_weights_explained(
+            model, ckpt, what=f"the model its meta.json describes ({model_cfg.name}, {meta['num_classes']} classes)"
+        )
     model.to(torch.device(device)).eval()
     return LoadedCheckpoint(model=model, path=ckpt, meta=meta, config=config)
 

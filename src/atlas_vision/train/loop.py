@@ -163,7 +163,16 @@ def train_one_epoch(
         final = (i + 1) % accum == 0 or i + 1 == total
         n = int(labels.numel())
         if n > 0 or parts.ddp is not None:
-            n = _micro_step(parts, images, labels, n, group_size, final, pending_loss)
+            try:
+                n = _micro_step(parts, images, labels, n, group_size, final, pending_loss)
+            except Exception:
+                # a SIGTERM sent to the whole process group (timeout(1), a cluster scheduler) also kills the
+                # DataLoader workers, and PyTorch reports that from its SIGCHLD handler wherever the main process
+                # is, usually in forward/backward: stop at the last update as for a signal between batches
+                if not stop.requested:
+                    raise
+                optimizer.zero_grad(set_to_none=True)
+                return EpochResult(update_step, batches_done, True, boundary_rng)
         # else: every image was unreadable; single-process, so simply nothing to learn from this micro-batch
         pending.append((n, int(skipped), t1 - t0, time.perf_counter() - t1))
         i += 1

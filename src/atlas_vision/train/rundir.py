@@ -22,10 +22,12 @@ first checkpoint removes the directory it created, so no empty run directory is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -149,6 +151,7 @@ def build_summary(
         "val_top5": val("val_top5", "top5"),
         "val_loss": val("val_loss", "loss"),
         "val_count": val("val_count", "count"),
+        "topk": val("topk", "topk"),
         "best_val_top1": progress.best_top1 if progress.best_top1 >= 0 else None,
         "best_epoch": progress.best_epoch if progress.best_epoch >= 0 else None,
         "train_loss": progress.last_train.get("train_loss"),
@@ -169,6 +172,23 @@ def build_summary(
         "interrupted": interrupted,
         "exit_code": exit_code,
     }
+
+
+@contextlib.contextmanager
+def checkpoint_write_errors(directory: Path, run_path: Path) -> Iterator[None]:
+    """Turn an ``OSError`` while writing checkpoint ``directory`` (full disk, ...) into one clear ``OSError`` and
+    remove the partial ``.<name>.tmp`` directory, so a failed write leaves only the previous, complete checkpoint.
+
+    (``.<name>.tmp`` is the temporary name of :func:`atlas_vision.train.checkpoint.write_checkpoint_dir`.)"""
+    try:
+        yield
+    except OSError as err:
+        shutil.rmtree(directory.with_name(f".{directory.name}.tmp"), ignore_errors=True)
+        raise OSError(
+            err.errno,
+            f"cannot write checkpoint {str(directory)!r}: {err.strerror or err}; the previous checkpoint is kept - "
+            f"free some space and continue with --resume {run_path}",
+        ) from err
 
 
 def _out_error(path: Path, err: OSError) -> ValueError:

@@ -180,6 +180,30 @@ def check_resume_epochs(checkpoint: Path, epochs: int) -> None:
         )
 
 
+def check_resume_fits(checkpoint: Path, cfg: TrainConfig, data: Datasets) -> None:
+    """Refuse to resume a checkpoint of another model or class count, naming the key, both values and what fits
+    (instead of a ``size mismatch for head.bias`` deep in ``load_state_dict``)."""
+    meta = read_meta(checkpoint)
+    model, where = meta.get("model", {}), f"the checkpoint {str(checkpoint)!r}"
+    if model.get("name") != cfg.model.name:
+        raise ValueError(
+            f"config key 'model.name': {where} holds a {model.get('name')!r} model, this run builds "
+            f"{cfg.model.name!r}; resume with --model.name {model.get('name')}, or start a new run with another --out"
+        )
+    if dict(model.get("kwargs", {})) != dict(cfg.model.kwargs):
+        raise ValueError(
+            f"config key 'model.kwargs': {where} was trained with model.kwargs {model.get('kwargs')}, this run has "
+            f"{cfg.model.kwargs}; resume with the checkpoint's model.kwargs, or start a new run with another --out"
+        )
+    for key, ours in (("num_classes", data.num_classes), ("in_chans", data.in_chans)):
+        if key in meta and meta[key] != ours:
+            raise ValueError(
+                f"{where} has {key} = {meta[key]} but the data of this run ({cfg.data.task}) gives {ours}; resume "
+                f"with the data it was trained on (the data section of {str(checkpoint / 'config.yaml')!r}), or "
+                f"start a new run with another --out"
+            )
+
+
 def _claim(run_dir: RunDir, ctx: DistContext) -> RunDirClaim | None:
     """Rank 0 locks the run directory; every rank raises rank 0's error, if any."""
     claim, error = None, ""
@@ -202,13 +226,13 @@ def build_run(cfg: TrainConfig, ctx: DistContext) -> RunSetup:
     out = _resolve_out(cfg, ctx)
     cfg = _resolved(cfg, out)
     run_dir = RunDir(out)
-    if not cfg.run.resume and (run_dir.last.exists() or run_dir.best.exists()):
-        raise ValueError(
-            f"config key 'run.out': run directory {str(out)!r} already holds a checkpoint; continue it "
-            f"with --resume {out}, or choose another --out"
-        )
-    claim = _claim(run_dir, ctx)
+    claim = _claim(run_dir, ctx)  # first: a directory in use is refused as such
     try:
+        if not cfg.run.resume and (run_dir.last.exists() or run_dir.best.exists()):
+            raise ValueError(
+                f"config key 'run.out': run directory {str(out)!r} already holds a checkpoint; continue it "
+                f"with --resume {out}, or choose another --out"
+            )
         return _build(cfg, ctx, run_dir, claim)
     except BaseException:
         if claim is not None:
@@ -224,9 +248,22 @@ def _build(cfg: TrainConfig, ctx: DistContext, run_dir: RunDir, claim: RunDirCla
             f"config key 'optim.batch_size': mixup/cutmix need an even micro-batch, got {cfg.optim.batch_size}"
         )
 
+    log.info("setting up run directory %s: %s data, model %s", run_dir.path, cfg.data.task, cfg.model.name)
     seed_everything(cfg.run.seed)
     data = build_datasets(cfg.data, seed=cfg.run.seed)
-    model = build_model(cfg.model, data.num_classes, data.in_chans, ctx.device)
+    if data.num_classes < 2:
+        raise ValueError(
+            f"the {cfg.data.task} training data has {data.num_classes} class ({', '.join(data.class_names)}): "
+            f"a classifier needs at least 2 (for task 'folder', one sub-folder per class under data.root/train)"
+        )
+    if cfg.run.resume:
+        check_resume_fits(find_checkpoint(cfg.run.resume), cfg, data)
+    if data.in_chans != cfg.data.channels:  # the data and the model must agree on the channel count
+        raise ValueError(
+            f"config key 'data.in_chans': the {cfg.data.task} data gives {data.in_chans}-channel images, "
+            f"data.in_chans asks for {cfg.data.channels}"
+        )
+    model = build_model(cfg.model, data.num_classes, cfg.data.channels, ctx.device)
     train_loader, sampler = create_train_loader(
         data.train, cfg.optim.batch_size, cfg.data.num_workers, cfg.run.seed, ctx
     )

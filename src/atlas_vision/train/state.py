@@ -9,6 +9,7 @@ state and partial-epoch statistics.  Everything is tensors and plain containers 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,6 +83,27 @@ class ResumePoint:
     stats: EpochStats | None
 
 
+_MISMATCH = re.compile(
+    r"size mismatch for (?P<key>[\w.]+): copying a param with shape torch.Size\((?P<ckpt>\[[^\]]*\])\) from "
+    r"checkpoint, the shape in current model is torch.Size\((?P<model>\[[^\]]*\])\)"
+)
+
+
+def load_weights_explained(model: nn.Module, checkpoint: Path, what: str = "this run's model") -> None:
+    """:func:`~atlas_vision.train.checkpoint.load_weights`, with PyTorch's multi-line ``RuntimeError`` for weights
+    that do not fit turned into one ``ValueError`` naming the first key and both shapes."""
+    try:
+        load_weights(model, checkpoint)
+    except RuntimeError as err:
+        match = _MISMATCH.search(str(err))
+        detail = (
+            f"size mismatch for {match['key']}: {match['ckpt']} in the checkpoint, {match['model']} in the model"
+            if match
+            else " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        )
+        raise ValueError(f"the weights of checkpoint {str(checkpoint)!r} do not fit {what}: {detail}") from None
+
+
 def build_state(
     progress: RunProgress,
     layout: BatchLayout,
@@ -114,7 +136,7 @@ def restore(checkpoint: Path, objects: Stateful, layout: BatchLayout, rank: int)
         raise ValueError(
             f"checkpoint {str(checkpoint)!r} has state format {state.get('format')!r}, expected {STATE_FORMAT}"
         )
-    load_weights(objects.model, checkpoint)
+    load_weights_explained(objects.model, checkpoint)
     objects.optimizer.load_state_dict(state["optimizer"])
     if objects.scaler is not None and state.get("scaler"):
         objects.scaler.load_state_dict(state["scaler"])

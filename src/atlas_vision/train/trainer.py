@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from typing import Any
 
@@ -38,9 +37,9 @@ from atlas_vision.train.distributed import (
 from atlas_vision.train.factory import count_parameters
 from atlas_vision.train.loop import evaluate, train_one_epoch
 from atlas_vision.train.metrics import EpochStats, EvalResult, reduce_epoch_stats
-from atlas_vision.train.progress import EpochProgress, format_epoch, use_bars
+from atlas_vision.train.progress import EpochProgress, format_done, format_epoch, use_bars
 from atlas_vision.train.rng import capture_rng_state, derive_seed, restore_rng_state, seed_everything
-from atlas_vision.train.rundir import build_summary, write_json_atomic
+from atlas_vision.train.rundir import build_summary, checkpoint_write_errors, write_json_atomic
 from atlas_vision.train.setup import RunSetup, build_run
 from atlas_vision.train.signals import StopRequest
 from atlas_vision.train.state import build_state
@@ -105,7 +104,9 @@ class Trainer:
         state = build_state(progress, self.setup.layout, self.state, per_rank)
         if self.ctx.is_main:
             meta = self.setup.meta(progress, val_top1)
-            save_checkpoint(self.run_dir.last, self.state.model, state, meta, self.setup.config_yaml)
+            last = self.run_dir.last
+            with checkpoint_write_errors(last, self.run_dir.path):
+                save_checkpoint(last, self.state.model, state, meta, self.setup.config_yaml)
 
     # ------------------------------------------------------------------------------------------------ epochs
 
@@ -152,6 +153,8 @@ class Trainer:
             f"epoch {epoch + 1}/{cfg.schedule.epochs}",
             cfg.run.log_every_steps,
             ctx.is_main,
+            log_every_s=cfg.run.log_every_s,
+            later_images=(cfg.schedule.epochs - epoch - 1) * self.setup.batches_per_epoch * cfg.optim.batch_size,
         )
 
         def on_update(update_step: int, batches_done: int) -> None:
@@ -203,6 +206,7 @@ class Trainer:
                 val_top5=result.top5,
                 val_count=result.count,
                 val_skipped=result.skipped,
+                topk=result.topk,
             )
             if self.state.ema is not None:
                 ema = self._evaluate(self.state.ema.module)
@@ -216,7 +220,8 @@ class Trainer:
         log.info("%s", format_epoch(record, cfg.schedule.epochs))
         self._save_last(val_top1=record.get("val_top1"))
         if improved and self.ctx.is_main:
-            copy_checkpoint(self.run_dir.last, self.run_dir.best)
+            with checkpoint_write_errors(self.run_dir.best, self.run_dir.path):
+                copy_checkpoint(self.run_dir.last, self.run_dir.best)
         return result, improved
 
     def fit(self) -> dict[str, Any]:
@@ -269,13 +274,5 @@ class Trainer:
                     self.run_dir.path,
                 )
             else:
-                log.info(
-                    "done in %.1fs: val_top1 %.2f%% (best %.2f%% at epoch %s), train_loss %.4f; run directory %s",
-                    summary["wall_s"],
-                    summary["val_top1"] or 0.0,
-                    summary["best_val_top1"] or 0.0,
-                    summary["best_epoch"],
-                    math.nan if summary["train_loss"] is None else summary["train_loss"],
-                    self.run_dir.path,
-                )
+                log.info("%s", format_done(summary, self.run_dir.path))
         return summary
