@@ -8,10 +8,10 @@ import pytest
 import safetensors.torch
 import timm
 import torch
+from tolerances import tol
 
 import atlas_vision
 from atlas_vision.models import AtlasConfig, list_models
-from tolerances import tol
 
 TEST_MODELS = list_models("test_atlas*")
 # the test variants have 3 stages; atlas_tiny (2 stages, patch 8, 1.4M parameters) covers the paper's 2-stage shape
@@ -48,7 +48,7 @@ def test_batch_independence(name):
     with torch.no_grad():
         batched = model(x)
         for i in range(3):
-            torch.testing.assert_close(model(x[i: i + 1]), batched[i: i + 1], **tol("model", torch.float32, "fwd"))
+            torch.testing.assert_close(model(x[i : i + 1]), batched[i : i + 1], **tol("model", torch.float32, "fwd"))
 
 
 @pytest.mark.parametrize("name", ["test_atlas", "test_atlas_3stage"])
@@ -198,14 +198,14 @@ def test_bad_input_raises_clear_value_error(x, message):
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (dict(embed_dim=30, num_heads=4), "embed_dim=30 must be divisible by num_heads=4"),
-        (dict(window_size=1), "window_size must be >= 2"),
-        (dict(window_size=6, pool_stride=4), "divisible by pool_stride"),
-        (dict(patch_size=6), "patch_size must be one of"),
-        (dict(depths=()), "at least one stage"),
-        (dict(communication="sideways"), "communication='sideways' is not valid"),
-        (dict(drop_path_rate=1.5), r"drop_path_rate must be in \[0, 1\)"),
-        (dict(bogus_key=1), r"unknown Atlas option\(s\) \['bogus_key'\]"),
+        ({"embed_dim": 30, "num_heads": 4}, "embed_dim=30 must be divisible by num_heads=4"),
+        ({"window_size": 1}, "window_size must be >= 2"),
+        ({"window_size": 6, "pool_stride": 4}, "divisible by pool_stride"),
+        ({"patch_size": 6}, "patch_size must be one of"),
+        ({"depths": ()}, "at least one stage"),
+        ({"communication": "sideways"}, "communication='sideways' is not valid"),
+        ({"drop_path_rate": 1.5}, r"drop_path_rate must be in \[0, 1\)"),
+        ({"bogus_key": 1}, r"unknown Atlas option\(s\) \['bogus_key'\]"),
     ],
 )
 def test_invalid_config_raises_clear_value_error(overrides, message):

@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import torch
-import torch.nn as nn
 from timm.layers import trunc_normal_
+from torch import nn
 
 from atlas_vision.layers import AtlasStage, ConvStem, MSABlock
 from atlas_vision.models.config import AtlasConfig
@@ -46,9 +46,7 @@ class Atlas(nn.Module):
         torch.Size([2, 10])
     """
 
-    def __init__(
-        self, config: AtlasConfig, *, device: torch.device | None = None, dtype: torch.dtype | None = None
-    ):
+    def __init__(self, config: AtlasConfig, *, device: torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
         self.config = config
@@ -88,7 +86,7 @@ class Atlas(nn.Module):
             stages.append(AtlasStage(blocks, config.stage_first_scale(stage)))
         self.stages = nn.ModuleList(stages)
         self.feature_info = [
-            dict(num_chs=config.embed_dim, reduction=config.stage_reduction(s), module=f"stages.{s}")
+            {"num_chs": config.embed_dim, "reduction": config.stage_reduction(s), "module": f"stages.{s}"}
             for s in range(config.num_stages)
         ]
         self.norm = nn.LayerNorm(config.embed_dim, **dd)
@@ -248,7 +246,9 @@ class Atlas(nn.Module):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         if global_pool not in (None, "", "avg"):
-            raise ValueError(f"Atlas pools by token mean only; global_pool must be None, '' or 'avg', got {global_pool!r}")
+            raise ValueError(
+                f"Atlas pools by token mean only; global_pool must be None, '' or 'avg', got {global_pool!r}"
+            )
         self.num_classes = num_classes
         like = next(self.parameters())  # keep the model's device and dtype
         if num_classes > 0:
@@ -273,13 +273,13 @@ class Atlas(nn.Module):
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
-        return dict(
-            stem=r"^stem",
-            blocks=r"^stages\.(\d+)" if coarse else [(r"^stages\.(\d+)\.blocks\.(\d+)", None), (r"^norm", (99999,))],
-        )
+        return {
+            "stem": r"^stem",
+            "blocks": r"^stages\.(\d+)" if coarse else [(r"^stages\.(\d+)\.blocks\.(\d+)", None), (r"^norm", (99999,))],
+        }
 
     @classmethod
-    def from_overrides(cls, base: AtlasConfig, **overrides) -> "Atlas":
+    def from_overrides(cls, base: AtlasConfig, **overrides) -> Atlas:
         """``Atlas(replace(base, **overrides))`` with a clear error for unknown keys (used by the timm entrypoints)."""
         device, dtype = overrides.pop("device", None), overrides.pop("dtype", None)
         unknown = sorted(set(overrides) - set(AtlasConfig.field_names()))
