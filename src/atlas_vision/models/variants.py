@@ -13,6 +13,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 
 from atlas_vision.models.atlas import Atlas
 from atlas_vision.models.config import AtlasConfig
+from atlas_vision.models.convert_reference import checkpoint_filter_fn
 
 # Architecture of each variant, as a diff from AtlasConfig's defaults (which are Atlas-B at 1024 px).
 VARIANT_CONFIGS: dict[str, AtlasConfig] = {
@@ -71,8 +72,18 @@ def _cfg(input_size: tuple[int, int, int], **extra) -> dict:
 
 default_cfgs = generate_default_cfgs(
     {
-        "atlas_base": _cfg((3, 1024, 1024)),
-        "atlas_small": _cfg((3, 1024, 1024)),
+        # Where users will look for the authors' HR-IN100 weights (100 classes; reference key names, converted on
+        # load by checkpoint_filter_fn). Nothing is published under these ids yet (docs/weights.md): use
+        # pretrained_cfg_overlay=dict(file=PATH) for a local file, or "local-dir:" / "hf-hub:" for a hub folder.
+        "atlas_base.hr_in100_r1024": _cfg(
+            (3, 1024, 1024), num_classes=100, hf_hub_id="YalaLab/atlas_base.hr_in100_r1024"
+        ),
+        "atlas_small.hr_in100_r1024": _cfg(
+            (3, 1024, 1024), num_classes=100, hf_hub_id="YalaLab/atlas_small.hr_in100_r1024"
+        ),
+        # "name.*" after the tagged ones: the untagged cfg (1000 classes, no weights) stays the default
+        "atlas_base.*": _cfg((3, 1024, 1024)),
+        "atlas_small.*": _cfg((3, 1024, 1024)),
         "atlas_tiny": _cfg((3, 64, 64), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
         "atlas_tiny_window": _cfg((3, 64, 64), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
         "test_atlas": _cfg((3, 64, 64)),
@@ -84,16 +95,13 @@ default_cfgs = generate_default_cfgs(
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> Atlas:
-    if pretrained:
-        raise ValueError(
-            f"no pretrained weights are published for {variant!r}; load your own with "
-            "`model.load_state_dict(safetensors.torch.load_file(path))`"
-        )
+    """``pretrained=True`` loads through :func:`checkpoint_filter_fn` (reference or native key names, strict)."""
     num_stages = len(kwargs.get("depths", VARIANT_CONFIGS[variant].depths))
     return build_model_with_cfg(
         partial(Atlas.from_overrides, VARIANT_CONFIGS[variant]),
         variant,
         pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(feature_cls="getter", out_indices=tuple(range(num_stages))),
         **kwargs,
     )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from atlas_vision.ops.dispatch import Backend, resolve_backend
-from atlas_vision.ops.layout import MultiScaleLayout, ScaleGeometry, Size2D, to_2tuple
+from atlas_vision.ops.layout import MultiScaleLayout, Routing, ScaleGeometry, Size2D, to_2tuple
 from atlas_vision.ops.reference import reference_bottomup_attention, reference_topdown_attention
 from atlas_vision.ops.sdpa import sdpa_bottomup_attention, sdpa_topdown_attention
 from atlas_vision.ops.split import cpu_kernel_available, split_topdown_attention
@@ -21,6 +21,7 @@ __all__ = [
     "Backend",
     "MultiScaleLayout",
     "PoolOp",
+    "Routing",
     "ScaleGeometry",
     "Size2D",
     "bottomup_attention",
@@ -90,6 +91,10 @@ def topdown_attention(
         _check_map(f"keys[{offset}]", k, layout[scale + offset].grid, tuple(q.shape[3:]))
         _check_map(f"values[{offset}]", v, layout[scale + offset].grid, tuple(q.shape[3:]))
     chosen = resolve_backend(backend, cpu_kernels=cpu_kernel_available(q))
+    if layout.routing is not Routing.SPATIAL:  # only sdpa reads the pairing from layout.ancestor_windows
+        if chosen is not Backend.SDPA and Backend(backend or Backend.AUTO) is not Backend.AUTO:
+            raise ValueError(f"routing={layout.routing.value!r} needs the sdpa backend, got {chosen.value!r}")
+        chosen = Backend.SDPA
     if chosen is Backend.REFERENCE:
         return reference_topdown_attention(q, keys, values, layout, scale, softmax_scale)
     if chosen is Backend.SPLIT:
