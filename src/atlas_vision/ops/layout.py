@@ -22,7 +22,6 @@ Indices in this module are 0-based: "scale 0" is the paper's scale 1.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -52,9 +51,9 @@ def to_2tuple(value: int | Size2D | list[int], name: str) -> Size2D:
     if isinstance(value, int):
         return (value, value)
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
-        return (int(value[0]), int(value[1]))
+        isinstance(v, torch.SymInt) or (isinstance(v, int) and not isinstance(v, bool)) for v in value
+    ):  # SymInt: a symbolic token grid while exporting with dynamic H x W
+        return tuple(v if isinstance(v, torch.SymInt) else int(v) for v in value)
     raise ValueError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
 
 
@@ -151,7 +150,8 @@ class MultiScaleLayout:
             routing = Routing(routing)
         except ValueError:
             raise ValueError(f"routing={routing!r} is not valid; choose one of {[r.value for r in Routing]}") from None
-        if torch.compiler.is_compiling():  # dynamo traces the plain function (the result is constant-folded)
+        symbolic = any(isinstance(v, torch.SymInt) for v in grid_hw)
+        if symbolic or torch.compiler.is_compiling():  # traced: the plain function (constant-folded by dynamo)
             return _build_layout.__wrapped__(grid_hw, window_hw, stride_hw, min_scales, max_scales, routing)
         return _build_layout(grid_hw, window_hw, stride_hw, min_scales, max_scales, routing)
 
@@ -232,13 +232,13 @@ def _build_layout(
         if done_by_rule or (max_scales is not None and len(grids) >= max_scales):
             break
         h, w = grids[-1]
-        grids.append((math.ceil(h / stride[0]), math.ceil(w / stride[1])))
+        grids.append((-(-h // stride[0]), -(-w // stride[1])))  # ceil division (exact for symbolic ints too)
 
     scales = []
     for g in grids:
         if _fits(g, window):
             scales.append(ScaleGeometry(grid=g, window=g, num_windows=(1, 1)))
         else:
-            num = (math.ceil(g[0] / window[0]), math.ceil(g[1] / window[1]))
+            num = (-(-g[0] // window[0]), -(-g[1] // window[1]))
             scales.append(ScaleGeometry(grid=g, window=window, num_windows=num))
     return MultiScaleLayout(scales=tuple(scales), window=window, stride=stride, routing=routing)
