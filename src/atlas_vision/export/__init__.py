@@ -5,7 +5,7 @@ that keeps the layout -- see :mod:`atlas_vision.export.sizes`. The artifacts sto
 runners (:class:`OnnxAtlas`, :class:`ExportedAtlas`) refuse any other size with a ``ValueError``.
 """
 
-from atlas_vision.export.graph import EXPORT_BACKEND, exportable_copy
+from atlas_vision.export.graph import EXPORT_BACKEND, export_program, exportable_copy
 from atlas_vision.export.onnx_export import OnnxAtlas, export_onnx
 from atlas_vision.export.program import ExportedAtlas, load_exported, save_exported
 from atlas_vision.export.sizes import SizeSpec, dynamic_size_range, fixed_size
@@ -17,6 +17,7 @@ __all__ = [
     "SizeSpec",
     "dynamic_size_range",
     "export_onnx",
+    "export_program",
     "exportable_copy",
     "fixed_size",
     "load_exported",

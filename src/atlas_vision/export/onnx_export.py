@@ -15,43 +15,38 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.export import ExportedProgram
 
-from atlas_vision.export.graph import dynamic_shapes, example_input, exportable_copy
+from atlas_vision.export.graph import export_program
 from atlas_vision.export.sizes import SizeSpec
 from atlas_vision.models.atlas import Atlas
 
 METADATA_SIZES = "atlas_vision.input_sizes"
-METADATA_MODEL = "atlas_vision.model"
+METADATA_EXPORT = "atlas_vision.export"
 MIN_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
 
-def export_onnx(model: Atlas, spec: SizeSpec, path: str | Path, *, opset: int = MIN_OPSET) -> Path:
+def export_onnx(model: Atlas | ExportedProgram, spec: SizeSpec, path: str | Path, *, opset: int = MIN_OPSET) -> Path:
     """Export ``model`` for the sizes of ``spec`` to ``path`` (input ``image`` [B, C, H, W], output ``logits``).
+
+    Args:
+        model: an Atlas model, or the program :func:`~atlas_vision.export.graph.export_program` made for ``spec``
+            (saves tracing twice when writing both artifacts).
 
     The exported model includes neither resizing nor normalisation: feed it what you would feed the PyTorch model.
     """
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
-    copy = exportable_copy(model)
-    with torch.no_grad():
-        program = torch.onnx.export(
-            copy,
-            (example_input(spec),),
-            dynamo=True,
-            opset_version=opset,
-            dynamic_shapes=dynamic_shapes(spec),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            verbose=False,
-        )
-    program.model.metadata_props[METADATA_SIZES] = spec.to_json()
-    program.model.metadata_props[METADATA_MODEL] = json.dumps(
-        {"num_classes": model.num_classes, "patch_size": model.patch_size, "backend": "sdpa"}
+    program = model if isinstance(model, ExportedProgram) else export_program(model, spec)
+    onnx_program = torch.onnx.export(
+        program, dynamo=True, opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], verbose=False
     )
+    onnx_program.model.metadata_props[METADATA_SIZES] = spec.to_json()
+    onnx_program.model.metadata_props[METADATA_EXPORT] = json.dumps({"attention_backend": "sdpa", "opset": opset})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    program.save(str(path))
+    onnx_program.save(str(path))
     return path
 
 

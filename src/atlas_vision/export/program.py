@@ -14,9 +14,10 @@ from atlas_vision.models.atlas import Atlas
 SIZES_FILE = "atlas_vision_input_sizes.json"
 
 
-def save_exported(model: Atlas, spec: SizeSpec, path: str | Path) -> Path:
-    """``torch.export`` ``model`` for the sizes of ``spec`` and save it (with the sizes) to ``path`` (``.pt2``)."""
-    program = export_program(model, spec)
+def save_exported(model: Atlas | torch.export.ExportedProgram, spec: SizeSpec, path: str | Path) -> Path:
+    """``torch.export`` ``model`` for the sizes of ``spec`` (or take the program made for ``spec``) and save it, with
+    the sizes, to ``path`` (``.pt2``)."""
+    program = model if isinstance(model, torch.export.ExportedProgram) else export_program(model, spec)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.export.save(program, str(path), extra_files={SIZES_FILE: spec.to_json()})
