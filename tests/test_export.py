@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import timm
 import torch
@@ -23,6 +22,10 @@ from atlas_vision.export import (
 )
 from atlas_vision.export import cli as export_cli
 from atlas_vision.hub import save_pretrained
+
+onnx = pytest.importorskip("onnx")  # the `export` extra
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
 
 # patch 8, 4x4 windows, stride 4: multiples of 32 px; 64..128 px per side keep 2 scales (scale 1 one window)
 DYNAMIC = {"depths": (1, 1), "pool_stride": 4, "embed_dim": 16, "num_heads": 2, "num_classes": 3}
