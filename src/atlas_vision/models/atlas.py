@@ -64,7 +64,7 @@ class Atlas(nn.Module):
         rates = [config.drop_path_rate * i / max(total_blocks - 1, 1) for i in range(total_blocks)]
         stages, block_index = [], 0
         for stage, depth in enumerate(config.depths):
-            scale_blocks = 1 if config.single_scale else config.num_stages - stage
+            scale_blocks = config.stage_scale_sets(stage)
             blocks = []
             for _ in range(depth):
                 blocks.append(
@@ -114,7 +114,9 @@ class Atlas(nn.Module):
         cfg = self.config
         if cfg.single_scale:
             return MultiScaleLayout.from_grid(token_grid, cfg.window_size, cfg.pool_stride, max_scales=1)
-        return MultiScaleLayout.from_grid(token_grid, cfg.window_size, cfg.pool_stride, min_scales=cfg.num_stages)
+        return MultiScaleLayout.from_grid(
+            token_grid, cfg.window_size, cfg.pool_stride, min_scales=cfg.min_scales, routing=cfg.routing
+        )
 
     def _check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.dim() != 4:

@@ -7,7 +7,7 @@ import numbers
 from dataclasses import dataclass, fields
 
 from atlas_vision.layers import Communication
-from atlas_vision.ops import Backend, PoolOp, Size2D, to_2tuple
+from atlas_vision.ops import Backend, PoolOp, Routing, Size2D, to_2tuple
 
 _INT_FIELDS = (
     "embed_dim",
@@ -44,6 +44,12 @@ class AtlasConfig:
         in_chans: image channels.
         num_classes: classifier outputs (0 = no classifier, pooled features).
         backend: attention backend (``auto`` = fastest).
+        routing: top-down window pairing: ``spatial`` (correct; default) or ``reference_raster`` (the authors' code,
+            spec 8.1 -- only to evaluate weights trained with it; sdpa backend only).
+        scale_sets: per-scale weight sets of a stage-0 block (stage ``s`` has ``max(scale_sets - s, 1)``); ``None`` =
+            one per stage (``num_stages``). Set it to the number of scales the reference model had at its trained
+            size (3 at 2048 and 4096 px for P = 16, K = 16, S = 4) to load such a checkpoint; images then get at
+            least that many scales (extra coarse scales keep sharing the last set, as always).
     """
 
     embed_dim: int = 768
@@ -63,13 +69,17 @@ class AtlasConfig:
     in_chans: int = 3
     num_classes: int = 1000
     backend: Backend = Backend.AUTO
+    routing: Routing = Routing.SPATIAL
+    scale_sets: int | None = None
 
     def __post_init__(self) -> None:
         self._check_types()
         set_ = object.__setattr__  # frozen dataclass: normalise once, here
         set_(self, "window_size", to_2tuple(self.window_size, "window_size"))
         set_(self, "pool_stride", to_2tuple(self.pool_stride, "pool_stride"))
-        for name, enum in (("pool_op", PoolOp), ("communication", Communication), ("backend", Backend)):
+        for name, enum in (
+            ("pool_op", PoolOp), ("communication", Communication), ("backend", Backend), ("routing", Routing)
+        ):
             value = getattr(self, name)
             try:
                 set_(self, name, enum(value))
@@ -136,6 +146,16 @@ class AtlasConfig:
         need(0.0 <= self.drop_path_rate < 1.0, f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         need(self.in_chans >= 1, f"in_chans must be >= 1, got {self.in_chans}")
         need(self.num_classes >= 0, f"num_classes must be >= 0, got {self.num_classes}")
+        need(
+            self.routing is Routing.SPATIAL or self.backend in (Backend.AUTO, Backend.SDPA),
+            f"routing={self.routing.value!r} needs backend 'auto' or 'sdpa', got {self.backend.value!r}",
+        )
+        need(
+            self.scale_sets is None
+            or (isinstance(self.scale_sets, int) and self.scale_sets >= self.num_stages and not self.single_scale),
+            f"scale_sets must be None or an int >= num_stages={self.num_stages} (not with single_scale), "
+            f"got {self.scale_sets!r}",
+        )
 
     @property
     def num_stages(self) -> int:
@@ -144,6 +164,17 @@ class AtlasConfig:
     @property
     def single_scale(self) -> bool:
         return self.communication is Communication.SINGLE_SCALE
+
+    def stage_scale_sets(self, stage: int) -> int:
+        """Per-scale weight sets of each block of ``stage``."""
+        if self.single_scale:
+            return 1
+        return max((self.scale_sets or self.num_stages) - stage, 1)
+
+    @property
+    def min_scales(self) -> int:
+        """Scales every image gets at least (one per stage, or one per weight set of stage 0)."""
+        return max(self.num_stages, self.scale_sets or 0)
 
     def stage_first_scale(self, stage: int) -> int:
         """Finest scale processed by ``stage`` (progressive scale dropping; always 0 for single-scale)."""

@@ -40,8 +40,18 @@ def _cfg(input_size: tuple[int, int, int], **extra) -> dict:
 
 default_cfgs = generate_default_cfgs(
     {
-        "atlas_base": _cfg((3, 1024, 1024)),
-        "atlas_small": _cfg((3, 1024, 1024)),
+        # Where users will look for the authors' HR-IN100 weights (100 classes; reference key names, converted on
+        # load by checkpoint_filter_fn). Nothing is published under these ids yet (docs/weights.md): use
+        # pretrained_cfg_overlay=dict(file=PATH) for a local file, or "local-dir:" / "hf-hub:" for a hub folder.
+        "atlas_base.hr_in100_r1024": _cfg(
+            (3, 1024, 1024), num_classes=100, hf_hub_id="YalaLab/atlas_base.hr_in100_r1024"
+        ),
+        "atlas_small.hr_in100_r1024": _cfg(
+            (3, 1024, 1024), num_classes=100, hf_hub_id="YalaLab/atlas_small.hr_in100_r1024"
+        ),
+        # "name.*" after the tagged ones: the untagged cfg (1000 classes, no weights) stays the default
+        "atlas_base.*": _cfg((3, 1024, 1024)),
+        "atlas_small.*": _cfg((3, 1024, 1024)),
         "atlas_tiny": _cfg((3, 64, 64), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
         "atlas_tiny_window": _cfg((3, 64, 64), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
         "test_atlas": _cfg((3, 64, 64)),
@@ -57,15 +67,12 @@ if set(default_cfgs) != set(VARIANT_NAMES):
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> Atlas:
+    """``pretrained=True`` loads through :func:`checkpoint_filter_fn` (reference or native key names, strict)."""
     from atlas_vision.models.atlas import Atlas  # deferred: registration must not import the model code
+    from atlas_vision.models.convert_reference import checkpoint_filter_fn
     from atlas_vision.models.features import check_out_indices
     from atlas_vision.models.variant_configs import VARIANT_CONFIGS
 
-    if pretrained:
-        raise ValueError(
-            f"no pretrained weights are published for {variant!r}; load your own with "
-            "`model.load_state_dict(safetensors.torch.load_file(path))`"
-        )
     num_stages = len(kwargs.get("depths", VARIANT_CONFIGS[variant].depths))
     if kwargs.get("features_only") and "out_indices" in kwargs:
         kwargs["out_indices"] = check_out_indices(kwargs["out_indices"], num_stages)
@@ -73,6 +80,7 @@ def _create(variant: str, pretrained: bool = False, **kwargs) -> Atlas:
         partial(Atlas.from_overrides, VARIANT_CONFIGS[variant]),
         variant,
         pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg={"feature_cls": "getter", "out_indices": tuple(range(num_stages))},
         **kwargs,
     )

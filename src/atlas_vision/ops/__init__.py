@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 
 from atlas_vision.ops.dispatch import BACKENDS, Backend, BackendSpec, Pass, needs_grad, resolve_backend
-from atlas_vision.ops.layout import MultiScaleLayout, ScaleGeometry, Size2D, to_2tuple
+from atlas_vision.ops.layout import MultiScaleLayout, Routing, ScaleGeometry, Size2D, to_2tuple
 from atlas_vision.ops.summarize import PoolOp, scale_pyramid, summarize
 from atlas_vision.ops.windowed import WindowContext, attend_windows, fit_window, windowed_attention
 
@@ -22,6 +22,7 @@ __all__ = [
     "MultiScaleLayout",
     "Pass",
     "PoolOp",
+    "Routing",
     "ScaleGeometry",
     "Size2D",
     "WindowContext",
@@ -97,6 +98,11 @@ def topdown_attention(
     for offset, (k, v) in enumerate(zip(keys, values)):
         _check_map(f"keys[{offset}]", k, layout[scale + offset].grid, tuple(q.shape[3:]))
         _check_map(f"values[{offset}]", v, layout[scale + offset].grid, tuple(q.shape[3:]))
+    if layout.routing is not Routing.SPATIAL:  # only sdpa reads the pairing from layout.ancestor_windows
+        asked = Backend.parse(backend)
+        if asked not in (Backend.AUTO, Backend.SDPA):
+            raise ValueError(f"routing={layout.routing.value!r} needs the sdpa backend, got {asked.value!r}")
+        backend = Backend.SDPA
     spec = resolve_backend(backend, Pass.TOP_DOWN, q, needs_grad(q, *keys, *values))
     return spec.implementation(Pass.TOP_DOWN)(q, keys, values, layout, scale, softmax_scale)
 

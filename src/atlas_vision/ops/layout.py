@@ -22,8 +22,8 @@ Indices in this module are 0-based: "scale 0" is the paper's scale 1.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from enum import Enum
 from functools import lru_cache
 
 import torch
@@ -31,12 +31,30 @@ import torch
 Size2D = tuple[int, int]
 
 
+class Routing(str, Enum):
+    """Which coarse window a fine window reads in the top-down pass.
+
+    * ``SPATIAL``: the window that spatially contains it (paper eq. 2; the default, correct at every size).
+    * ``REFERENCE_RASTER``: the authors' code (spec 8.1): fine window ``i`` (raster order) reads coarse window
+      ``i // r``, ``r = #fine windows / #coarse windows``. Wrong whenever the coarser scale has more than one window
+      and more than one window column; offered only to evaluate weights trained with that code faithfully.
+    """
+
+    SPATIAL = "spatial"
+    REFERENCE_RASTER = "reference_raster"
+
+
 def to_2tuple(value: int | Size2D | list[int], name: str) -> Size2D:
     """Normalise an int or an (h, w) pair to an ``(h, w)`` tuple of ints, with a clear error otherwise."""
-    pair = (value, value) if isinstance(value, int) else value
-    if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(type(v) is int for v in pair):
-        raise ValueError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")  # (bools are rejected)
-    return (int(pair[0]), int(pair[1]))
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, torch.SymInt) or (isinstance(v, int) and not isinstance(v, bool)) for v in value
+    ):  # SymInt: a symbolic token grid while exporting with dynamic H x W
+        return tuple(v if isinstance(v, torch.SymInt) else int(v) for v in value)
+    raise ValueError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -86,11 +104,13 @@ class MultiScaleLayout:
         scales: one :class:`ScaleGeometry` per scale, finest first.
         window: ``(kh, kw)`` window side requested for every multi-window scale.
         stride: ``(sh, sw)`` pooling stride between consecutive scales.
+        routing: :class:`Routing` of the top-down pass (used by :meth:`ancestor_window`).
     """
 
     scales: tuple[ScaleGeometry, ...]
     window: Size2D
     stride: Size2D
+    routing: Routing = Routing.SPATIAL
 
     @property
     def num_scales(self) -> int:
@@ -107,6 +127,7 @@ class MultiScaleLayout:
         *,
         min_scales: int = 1,
         max_scales: int | None = None,
+        routing: Routing | str = Routing.SPATIAL,
     ) -> MultiScaleLayout:
         """Build the layout of a token grid.
 
@@ -117,6 +138,7 @@ class MultiScaleLayout:
             min_scales: build at least this many scales even if a coarser one is not needed by the stop rule
                 (Atlas uses one scale per macro-stage).
             max_scales: build at most this many scales (1 = single-scale window attention).
+            routing: :class:`Routing` of the top-down pass (``reference_raster`` only to reproduce the authors' code).
 
         Returns:
             The layout; cached, so building it per forward call is cheap.
@@ -124,14 +146,22 @@ class MultiScaleLayout:
         grid_hw = to_2tuple(grid, "grid")
         window_hw = to_2tuple(window, "window")
         stride_hw = to_2tuple(stride, "stride")
-        if torch.compiler.is_compiling():  # dynamo traces the plain function (the result is constant-folded)
-            return _build_layout.__wrapped__(grid_hw, window_hw, stride_hw, min_scales, max_scales)
-        return _build_layout(grid_hw, window_hw, stride_hw, min_scales, max_scales)
+        try:
+            routing = Routing(routing)
+        except ValueError:
+            raise ValueError(f"routing={routing!r} is not valid; choose one of {[r.value for r in Routing]}") from None
+        symbolic = any(isinstance(v, torch.SymInt) for v in grid_hw)
+        if symbolic or torch.compiler.is_compiling():  # traced: the plain function (constant-folded by dynamo)
+            return _build_layout.__wrapped__(grid_hw, window_hw, stride_hw, min_scales, max_scales, routing)
+        return _build_layout(grid_hw, window_hw, stride_hw, min_scales, max_scales, routing)
 
     def ancestor_window(self, scale: int, window_index: int, coarse_scale: int) -> int:
-        """Flat index of the window at ``coarse_scale`` that spatially contains window ``window_index`` of ``scale``.
+        """Flat index of the window at ``coarse_scale`` that window ``window_index`` of ``scale`` reads in the
+        top-down pass: the one that spatially contains it (``routing="spatial"``), or the raster-order one of the
+        reference code (``routing="reference_raster"``, spec 8.1).
 
-        Window indices are raster order over ``num_windows`` (row-major).
+        Window indices are raster order over ``num_windows`` (row-major). This is the one place the pairing is
+        decided.
         """
         if not 0 <= scale <= coarse_scale < self.num_scales:
             raise ValueError(
@@ -139,6 +169,14 @@ class MultiScaleLayout:
                 f"coarse_scale={coarse_scale}"
             )
         fine, coarse = self.scales[scale], self.scales[coarse_scale]
+        if self.routing is Routing.REFERENCE_RASTER:
+            if fine.windows_total % coarse.windows_total:
+                raise ValueError(
+                    f"routing='reference_raster' needs the {fine.windows_total} windows of scale {scale} to be a "
+                    f"multiple of the {coarse.windows_total} windows of scale {coarse_scale} (the reference code "
+                    f"repeats each coarse window r times); this image size is not one the reference supports"
+                )
+            return window_index // (fine.windows_total // coarse.windows_total)
         i, j = divmod(window_index, fine.num_windows[1])
         levels = coarse_scale - scale
         ci = min(i // self.stride[0] ** levels, coarse.num_windows[0] - 1)
@@ -168,7 +206,7 @@ def _fits(grid: Size2D, window: Size2D) -> bool:
 
 @lru_cache(maxsize=512)
 def _build_layout(
-    grid: Size2D, window: Size2D, stride: Size2D, min_scales: int, max_scales: int | None
+    grid: Size2D, window: Size2D, stride: Size2D, min_scales: int, max_scales: int | None, routing: Routing
 ) -> MultiScaleLayout:
     if grid[0] < 1 or grid[1] < 1:
         raise ValueError(f"token grid must be at least 1x1, got {grid[0]}x{grid[1]}")
@@ -194,13 +232,13 @@ def _build_layout(
         if done_by_rule or (max_scales is not None and len(grids) >= max_scales):
             break
         h, w = grids[-1]
-        grids.append((math.ceil(h / stride[0]), math.ceil(w / stride[1])))
+        grids.append((-(-h // stride[0]), -(-w // stride[1])))  # ceil division (exact for symbolic ints too)
 
     scales = []
     for g in grids:
         if _fits(g, window):
             scales.append(ScaleGeometry(grid=g, window=g, num_windows=(1, 1)))
         else:
-            num = (math.ceil(g[0] / window[0]), math.ceil(g[1] / window[1]))
+            num = (-(-g[0] // window[0]), -(-g[1] // window[1]))
             scales.append(ScaleGeometry(grid=g, window=window, num_windows=num))
-    return MultiScaleLayout(scales=tuple(scales), window=window, stride=stride)
+    return MultiScaleLayout(scales=tuple(scales), window=window, stride=stride, routing=routing)
