@@ -5,6 +5,7 @@ Public API::
     DataConfig                         # the ``data`` section of the training config (dataclass, YAML-friendly)
     build_datasets(cfg, seed) -> Datasets(train, val, num_classes, in_chans, class_names, mean, std)
     collate_skip_none(batch) -> (images, labels, n_skipped)
+    set_dataset_epoch(dataset, epoch)  # fresh procedural training samples every epoch (call before iterating)
     build_eval_transform(img_size, interpolation, mean, std, in_chans)   # preprocessing for prediction
 
 Tasks are described in ``docs/tasks.md``.
@@ -14,6 +15,7 @@ from atlas_vision.data.build import Datasets, build_datasets
 from atlas_vision.data.collate import collate_skip_none
 from atlas_vision.data.config import DataConfig
 from atlas_vision.data.folder import UnreadableImageError
+from atlas_vision.data.procedural import set_dataset_epoch
 from atlas_vision.data.transforms import build_eval_transform
 
 __all__ = [
@@ -23,4 +25,5 @@ __all__ = [
     "build_datasets",
     "build_eval_transform",
     "collate_skip_none",
+    "set_dataset_epoch",
 ]

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from atlas_vision.data import build_datasets
+from atlas_vision.data import build_datasets, set_dataset_epoch
 from atlas_vision.train.checkpoint import copy_checkpoint, find_checkpoint, run_dir_of, save_checkpoint
 from atlas_vision.train.config import TrainConfig, accumulation_steps
 from atlas_vision.train.config_io import dump_yaml
@@ -336,6 +336,7 @@ class Trainer:
             stats = EpochStats()
         p.epoch, p.batch_in_epoch = epoch, start_batch
         self.sampler.set_epoch(epoch, start_index=start_batch * cfg.optim.batch_size)
+        set_dataset_epoch(self.data.train, epoch)  # procedural tasks: fresh training images every epoch
         self.train_loader.generator.manual_seed(derive_seed(cfg.run.seed, epoch, ctx.rank, 1))
         bar = EpochProgress(
             use_bars(cfg.run.progress, ctx.is_main),
