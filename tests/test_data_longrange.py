@@ -123,3 +123,47 @@ def test_invalid_params() -> None:
         LongRangeParams(img_size=(64, 64), object_size=40)
     with pytest.raises(ValueError, match="min_distance"):
         LongRangeParams(min_distance=0.9)
+
+
+def test_set_epoch_draws_fresh_samples_deterministically() -> None:
+    n = 6
+    epoch2 = _ds(size=(64, 64), n=n)
+    epoch2.set_epoch(2)
+    long = _ds(size=(64, 64), n=3 * n)  # epoch 2 of an n-sample set = items 2n .. 3n-1 of the stream
+    for i in range(n):
+        x, y = epoch2[i]
+        x_ref, y_ref = long[2 * n + i]
+        assert torch.equal(x, x_ref) and y == y_ref
+    fresh = _ds(size=(64, 64), n=n)
+    assert all(not torch.equal(fresh[i][0], epoch2[i][0]) for i in range(n))
+    epoch2.set_epoch(0)
+    assert torch.equal(epoch2[3][0], fresh[3][0])
+    with pytest.raises(ValueError, match="epoch must be >= 0"):
+        epoch2.set_epoch(-1)
+
+
+def test_trainer_loader_workers_see_the_epoch(tmp_path) -> None:
+    """The trainer's loader (one worker process) yields the images of the epoch set before iterating; a cached
+    (fixed) training set and the validation set are left as they are."""
+    from atlas_vision.data import set_dataset_epoch
+    from atlas_vision.data.cache import CachedDataset
+    from atlas_vision.train.distributed import DistContext
+    from atlas_vision.train.factory import create_train_loader
+
+    n = 8
+    ds = _ds(size=(64, 64), n=n)
+    ctx = DistContext(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), owns_group=False)
+    loader, sampler = create_train_loader(ds, batch_size=n, num_workers=1, seed=0, ctx=ctx)
+    seen = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        set_dataset_epoch(ds, epoch)
+        images, _, _ = next(iter(loader))
+        order = list(sampler)
+        expected = _ds(size=(64, 64), n=2 * n)
+        assert torch.equal(images, torch.stack([expected[epoch * n + i][0] for i in order]))
+        seen.append(images)
+    assert not torch.equal(seen[0], seen[1])
+    cached = CachedDataset(_ds(size=(64, 64), n=2), tmp_path)
+    set_dataset_epoch(cached, 3)  # no-op: a cache holds one fixed set
+    assert torch.equal(cached[1][0], _ds(size=(64, 64), n=2)[1][0])

@@ -3,6 +3,14 @@
 A procedural data set renders sample ``i`` from its own random stream (see ``_rng.py``), so it needs no files, is
 identical in every worker process and in every run, and can be made at any length.  Subclasses implement
 ``render(index) -> (uint8 image HxWxC, label)``; this class turns that into a normalised float tensor.
+
+**Fresh samples every epoch.**  A training set is told its epoch with :meth:`ProceduralDataset.set_epoch` (the
+trainer calls :func:`set_dataset_epoch` next to the sampler's ``set_epoch``); item ``i`` of epoch ``e`` is then
+stream index ``e * num_samples + i``, so no image is seen twice, and the images of every epoch are still a pure
+function of ``(seed, split, epoch, i)`` (a resumed run sees exactly the images an uninterrupted run saw).  The
+validation set is never told an epoch and stays fixed.  DataLoader workers receive a pickled copy of the data set
+when an iterator is created, so the epoch must be set *before* iterating, with non-persistent workers (the trainer's
+loader is built that way; ``tests/test_data_longrange.py`` checks it).
 """
 
 from __future__ import annotations
@@ -60,6 +68,7 @@ class ProceduralDataset(Dataset, ABC):
         self.num_samples = int(num_samples)
         self.split = split
         self.seed = int(seed)
+        self.epoch = 0
 
     @property
     @abstractmethod
@@ -74,6 +83,16 @@ class ProceduralDataset(Dataset, ABC):
     @abstractmethod
     def render(self, index: int) -> tuple[np.ndarray, int]:
         """Render sample ``index``: ``(uint8 image [H, W, C], label)``.  Pure function of the constructor arguments."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """From now on item ``i`` is stream index ``epoch * num_samples + i`` (epoch 0 = the first ``num_samples``)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = int(epoch)
+
+    def stream_index(self, index: int) -> int:
+        """The sample of this split that item ``index`` shows in the current epoch: ``epoch * num_samples + index``."""
+        return self.epoch * self.num_samples + int(index)
 
     def draw_scene(
         self, index: int, draw: Callable[[np.random.Generator, int], SceneT | None], attempts: int, failure: str
@@ -97,5 +116,12 @@ class ProceduralDataset(Dataset, ABC):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         if not 0 <= index < self.num_samples:
             raise IndexError(f"index {index} out of range for a data set of {self.num_samples} samples")
-        image_HWC, label = self.render(int(index))
+        image_HWC, label = self.render(self.stream_index(index))
         return uint8_to_tensor(image_HWC, self.mean, self.std), label
+
+
+def set_dataset_epoch(dataset: Dataset, epoch: int) -> None:
+    """Tell a training set its epoch if it draws fresh samples per epoch (a :class:`ProceduralDataset`); other data
+    sets (image folders, ``fake``, an on-disk cache of a fixed set of procedural samples) are left as they are."""
+    if isinstance(dataset, ProceduralDataset):
+        dataset.set_epoch(epoch)

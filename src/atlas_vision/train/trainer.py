@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from atlas_vision.data import set_dataset_epoch
 from atlas_vision.train.checkpoint import copy_checkpoint, save_checkpoint
 from atlas_vision.train.config import TrainConfig
 from atlas_vision.train.distributed import (
@@ -146,6 +147,7 @@ class Trainer:
             stats = EpochStats()
         p.epoch, p.batch_in_epoch = epoch, start_batch
         self.setup.sampler.set_epoch(epoch, start_index=start_batch * cfg.optim.batch_size)
+        set_dataset_epoch(self.setup.data.train, epoch)  # procedural tasks: fresh training images every epoch
         self.setup.train_loader.generator.manual_seed(derive_seed(cfg.run.seed, epoch, ctx.rank, 1))
         bar = EpochProgress(
             use_bars(cfg.run.progress, ctx.is_main),
