@@ -65,18 +65,27 @@ def _embed_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=int, default=256, help="overlap between regions in px (default 256)")
     p.add_argument("--batch-size", type=_positive_int, default=1)
     p.add_argument("--dtype", default="float16", choices=DTYPES, help="feature storage type (default float16)")
-    p.add_argument("--tissue", default="auto",
-                   help="auto | saturation | grey | all | PATH to a mask image (non-zero = tissue)")
-    p.add_argument("--min-tissue", type=float, default=0.0,
-                   help="tissue fraction a region must exceed (default 0: any tissue)")
+    p.add_argument(
+        "--tissue", default="auto", help="auto | saturation | grey | all | PATH to a mask image (non-zero = tissue)"
+    )
+    p.add_argument(
+        "--min-tissue", type=float, default=0.0, help="tissue fraction a region must exceed (default 0: any tissue)"
+    )
     p.add_argument("--thumbnail-size", type=_positive_int, default=1024)
     p.add_argument("--read-threads", type=_positive_int, default=2, help="prefetching reader threads (default 2)")
     p.add_argument("--strict", action="store_true", help="stop at the first unreadable region instead of skipping")
     p.add_argument("--backend", default="auto", choices=BACKENDS, help="slide reader (default: by file suffix)")
-    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS,
-                   help=f"largest image the Pillow reader decodes (default {DEFAULT_MAX_PIXELS:,})")
-    p.add_argument("--exact", action="store_true",
-                   help="one exact forward over the whole image (Atlas models; stem in tiles with halos)")
+    p.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"largest image the Pillow reader decodes (default {DEFAULT_MAX_PIXELS:,})",
+    )
+    p.add_argument(
+        "--exact",
+        action="store_true",
+        help="one exact forward over the whole image (Atlas models; stem in tiles with halos)",
+    )
     p.add_argument("--stem-tile", type=_positive_int, default=2048, help="exact mode: stem tile side in px")
     p.add_argument("--heatmap-stage", type=int, help="stage shown in the PCA heatmap (default: last)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
@@ -93,12 +102,28 @@ def _embed(argv: list[str]) -> int:
     if not 0 <= args.min_tissue < 1:
         raise SlideError(f"--min-tissue must be in [0, 1), got {args.min_tissue}")
     options = EmbedOptions(
-        model=args.model, checkpoint=args.checkpoint, num_classes=args.num_classes, seed=args.seed, mpp=args.mpp,
-        level=args.level, slide_mpp=args.slide_mpp, region_size=args.region_size, overlap=args.overlap,
-        batch_size=args.batch_size, dtype=args.dtype, tissue=args.tissue, min_tissue=args.min_tissue,
-        thumbnail_size=args.thumbnail_size, read_threads=args.read_threads, strict=args.strict,
-        backend=args.backend, max_pixels=args.max_pixels, exact=args.exact, stem_tile=args.stem_tile,
-        overwrite=args.overwrite, heatmap_stage=args.heatmap_stage,
+        model=args.model,
+        checkpoint=args.checkpoint,
+        num_classes=args.num_classes,
+        seed=args.seed,
+        mpp=args.mpp,
+        level=args.level,
+        slide_mpp=args.slide_mpp,
+        region_size=args.region_size,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        tissue=args.tissue,
+        min_tissue=args.min_tissue,
+        thumbnail_size=args.thumbnail_size,
+        read_threads=args.read_threads,
+        strict=args.strict,
+        backend=args.backend,
+        max_pixels=args.max_pixels,
+        exact=args.exact,
+        stem_tile=args.stem_tile,
+        overwrite=args.overwrite,
+        heatmap_stage=args.heatmap_stage,
     )
     embed_slides(args.inputs, args.out, options, device=args.device)
     return 0
@@ -126,8 +151,9 @@ def _map(argv: list[str]) -> int:
     ds = float(features.attrs["downsample"])
     to_thumb = (thumb.shape[1] / w0 * ds, thumb.shape[0] / h0 * ds)
     out = Path(args.out) if args.out else slide_dir / "heatmap.png"
-    shown = render_heatmap_png(out, thumb, features, to_thumb, f"{slide_dir.name} - {features.attrs['model']}",
-                               args.stage)
+    shown = render_heatmap_png(
+        out, thumb, features, to_thumb, f"{slide_dir.name} - {features.attrs['model']}", args.stage
+    )
     print(f"{out}: {shown}")
     return 0
 
@@ -147,8 +173,16 @@ def _synth(argv: list[str]) -> int:
     parser.add_argument("--quality", type=int, default=85, help="JPEG quality 1..100 (default 85)")
     args = parser.parse_args(argv)
     layout = TissueLayout.random(args.width, args.height, args.seed, args.pieces, args.coverage)
-    slide = write_synthetic_slide(args.out, args.width, args.height, mpp=args.mpp, seed=args.seed, layout=layout,
-                                  tile_size=args.tile_size, quality=args.quality)
+    slide = write_synthetic_slide(
+        args.out,
+        args.width,
+        args.height,
+        mpp=args.mpp,
+        seed=args.seed,
+        layout=layout,
+        tile_size=args.tile_size,
+        quality=args.quality,
+    )
     print(json.dumps({"path": str(slide.path), "level_dimensions": slide.level_dimensions, "mpp": slide.mpp}))
     return 0
 

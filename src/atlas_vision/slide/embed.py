@@ -79,8 +79,10 @@ def embed_regions(
             if strict or not isinstance(pixels, RegionReadError):
                 raise pixels
             message = str(pixels)
-            print(f"atlas-vision slide: skipped region {region.index} (row {region.row}, col {region.col}): "
-                  f"{message}", file=sys.stderr)
+            print(
+                f"atlas-vision slide: skipped region {region.index} (row {region.row}, col {region.col}): {message}",
+                file=sys.stderr,
+            )
             progress.mark_failed(region.index, message)
             timings.failures[region.index] = message
             timings.failed += 1

@@ -63,5 +63,5 @@ def open_features(path: str | Path) -> SlideFeatures:
         valid=[group[f"stage{i}_valid"] for i in range(n)],
         attrs=attrs,
         region_embedding=group["region_embedding"],
-        region_probs=group["region_probs"] if "region_probs" in group else None,
+        region_probs=group.get("region_probs", None),
     )

@@ -46,9 +46,16 @@ class SlideModel:
         return torch.autocast(self.device.type, enabled=False)
 
     def describe(self) -> dict:
-        return {"name": self.name, "weights_sha256": self.weights_sha256, "source": self.source,
-                "num_classes": self.num_classes, "strides": list(self.strides), "channels": list(self.channels),
-                "mean": list(self.mean), "std": list(self.std)}
+        return {
+            "name": self.name,
+            "weights_sha256": self.weights_sha256,
+            "source": self.source,
+            "num_classes": self.num_classes,
+            "strides": list(self.strides),
+            "channels": list(self.channels),
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
 
 
 def weights_sha256(model: nn.Module) -> str:
@@ -90,7 +97,7 @@ def load_slide_model(
     import atlas_vision  # noqa: F401  (registers the Atlas models)
 
     device = torch.device(device)
-    class_names, source = None, "random init (seed {})".format(seed)
+    class_names, source = None, f"random init (seed {seed})"
     if checkpoint is not None and Path(checkpoint).is_dir():
         from atlas_vision.train.evaluate import load_checkpoint
 
@@ -161,5 +168,8 @@ def forward_batch(sm: SlideModel, pixels: np.ndarray) -> tuple[list[np.ndarray],
                 f"model {sm.name!r} returned a {tuple(m.shape[-2:])} map at stage {stage} for a {size} px region; "
                 f"expected {size // stride} (stride {stride})"
             )
-    as_np = lambda t: t.float().cpu().numpy()  # noqa: E731
-    return [as_np(m) for m in maps], as_np(pooled), None if probs is None else as_np(probs)
+    return [_as_numpy(m) for m in maps], _as_numpy(pooled), None if probs is None else _as_numpy(probs)
+
+
+def _as_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.float().cpu().numpy()

@@ -49,8 +49,9 @@ def open_slide(path: str | Path, backend: str = "auto", max_pixels: int = DEFAUL
         elif suffix in PILLOW_SUFFIXES:
             backend = "pillow"
         else:
-            raise SlideError(f"unsupported slide format {suffix or '(no suffix)'!r} of {path.name}; supported: "
-                             f"{supported_formats()}")
+            raise SlideError(
+                f"unsupported slide format {suffix or '(no suffix)'!r} of {path.name}; supported: {supported_formats()}"
+            )
     if backend == "tifffile":
         from atlas_vision.slide.reader_tiff import TiffReader
 

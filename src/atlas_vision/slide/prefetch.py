@@ -43,7 +43,7 @@ class Prefetcher:
         start = time.perf_counter()
         try:
             result: np.ndarray | Exception = future.result()
-        except Exception as exc:  # reported to the consumer, which skips or stops (--strict)
+        except Exception as exc:  # noqa: BLE001 - reported to the consumer, which skips or stops (--strict)
             result = exc
         self.wait_s += time.perf_counter() - start
         return item, result

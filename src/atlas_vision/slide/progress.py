@@ -10,6 +10,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class ProgressLog:
@@ -32,7 +36,7 @@ class ProgressLog:
         self._done.close()
         self._failed.close()
 
-    def __enter__(self) -> ProgressLog:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

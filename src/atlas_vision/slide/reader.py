@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from atlas_vision.slide.errors import SlideError
 
 WHITE = 255
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class SlideReader(ABC):
@@ -48,7 +52,9 @@ class SlideReader(ABC):
 
     def check_level(self, level: int) -> None:
         if not isinstance(level, int) or not 0 <= level < self.level_count:
-            raise SlideError(f"level {level!r} out of range for {self.path.name}: valid levels 0..{self.level_count - 1}")
+            raise SlideError(
+                f"level {level!r} out of range for {self.path.name}: valid levels 0..{self.level_count - 1}"
+            )
 
     def read_region(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         """``[height, width, 3]`` uint8 RGB of the level-``level`` rectangle at ``(x, y)`` (may extend outside)."""
@@ -66,10 +72,10 @@ class SlideReader(ABC):
     def _read_inside(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         """``[height, width, 3]`` uint8 of a rectangle that lies inside the level."""
 
-    def close(self) -> None:  # noqa: B027 (optional hook)
-        pass
+    def close(self) -> None:
+        """Release the file (readers holding open handles override this)."""
 
-    def __enter__(self) -> SlideReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

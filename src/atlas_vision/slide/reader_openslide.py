@@ -36,7 +36,7 @@ class OpenSlideReader(SlideReader):
 
     def _read_inside(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         downsample = self._slide.level_downsamples[level]
-        location = (int(round(x * downsample)), int(round(y * downsample)))  # OpenSlide wants level-0 coordinates
+        location = (round(x * downsample), round(y * downsample))  # OpenSlide wants level-0 coordinates
         try:
             rgba = self._slide.read_region(location, level, (width, height))
         except Exception as exc:

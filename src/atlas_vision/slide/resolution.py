@@ -59,8 +59,13 @@ class SlideView:
         return np.asarray(Image.fromarray(block).resize((width, height), Image.Resampling.BOX, box=box))
 
     def describe(self) -> dict:
-        return {"level": self.level, "factor": self.factor, "downsample": self.downsample, "mpp": self.mpp,
-                "size": list(self.size)}
+        return {
+            "level": self.level,
+            "factor": self.factor,
+            "downsample": self.downsample,
+            "mpp": self.mpp,
+            "size": list(self.size),
+        }
 
 
 def select_resolution(

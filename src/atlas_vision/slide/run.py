@@ -124,8 +124,11 @@ def _plan(path: Path, slide_dir: Path, reader, view: SlideView, sm: SlideModel, 
     grid = _grid(view, opt)
     tissue = grid.tissue_regions(mask, _target_to_thumb(reader, view, thumb), opt.min_tissue)
     if not tissue:
-        print(f"atlas-vision slide: no tissue found in {path.name} ({tissue_info}); writing an empty result "
-              "(use --tissue all or a mask image to process it anyway)", file=sys.stderr)
+        print(
+            f"atlas-vision slide: no tissue found in {path.name} ({tissue_info}); writing an empty result "
+            "(use --tissue all or a mask image to process it anyway)",
+            file=sys.stderr,
+        )
     state = slide_dir / "state"
     state.mkdir(parents=True, exist_ok=True)
     Image.fromarray(thumb).save(state / "thumbnail.png")
@@ -157,13 +160,28 @@ def _plan(path: Path, slide_dir: Path, reader, view: SlideView, sm: SlideModel, 
     FeatureStore.create(
         slide_dir / "features.zarr", grid, sm.strides, sm.channels, embed_dim, sm.num_classes, opt.dtype, attrs
     )
-    plan = {"fingerprint": fp, "tissue": tissue_info, "tissue_regions": tissue, "regions_total": len(grid),
-            "plan_s": round(time.perf_counter() - t0, 3)}
+    plan = {
+        "fingerprint": fp,
+        "tissue": tissue_info,
+        "tissue_regions": tissue,
+        "regions_total": len(grid),
+        "plan_s": round(time.perf_counter() - t0, 3),
+    }
     _write_json(slide_dir / "plan.json", plan)
 
 
-def _finalize(path: Path, slide_dir: Path, reader, view, sm: SlideModel, opt: EmbedOptions, plan: dict,
-              timings: list[dict], started: float, resumed: int) -> dict:
+def _finalize(
+    path: Path,
+    slide_dir: Path,
+    reader,
+    view,
+    sm: SlideModel,
+    opt: EmbedOptions,
+    plan: dict,
+    timings: list[dict],
+    started: float,
+    resumed: int,
+) -> dict:
     """Rank 0: attributes, PNGs and ``slide.json`` (written last)."""
     import zarr
     from PIL import Image
@@ -186,18 +204,23 @@ def _finalize(path: Path, slide_dir: Path, reader, view, sm: SlideModel, opt: Em
         if features.region_probs is not None:
             probs = np.asarray(features.region_probs[...])[rows_cols[:, 0], rows_cols[:, 1]].mean(axis=0)
             label = int(probs.argmax())
-            prediction = {"probabilities": probs.tolist(), "label": label,
-                          "class_name": sm.class_names[label] if sm.class_names else None,
-                          "rule": "mean of the region probabilities over the processed regions"}
+            prediction = {
+                "probabilities": probs.tolist(),
+                "label": label,
+                "class_name": sm.class_names[label] if sm.class_names else None,
+                "rule": "mean of the region probabilities over the processed regions",
+            }
     thumb = np.asarray(Image.open(slide_dir / "state" / "thumbnail.png").convert("RGB"))
     mask = np.asarray(Image.open(slide_dir / "state" / "tissue_mask.png")) > 0
     to_thumb = _target_to_thumb(reader, view, thumb)
     mpp = f"{view.mpp:.3g} µm/px" if view.mpp else "mpp unknown"
     title = f"{slide_id_of(path)} - {sm.name}, level {view.level}, {mpp}"
-    render_tissue_png(slide_dir / "tissue.png", thumb, mask, grid, to_thumb, plan["tissue_regions"], done,
-                      set(failed), title)
-    heatmap = render_heatmap_png(slide_dir / "heatmap.png", thumb, features, to_thumb, title,
-                                 opt.heatmap_stage, sm.class_names)
+    render_tissue_png(
+        slide_dir / "tissue.png", thumb, mask, grid, to_thumb, plan["tissue_regions"], done, set(failed), title
+    )
+    heatmap = render_heatmap_png(
+        slide_dir / "heatmap.png", thumb, features, to_thumb, title, opt.heatmap_stage, sm.class_names
+    )
     summary = {
         "slide_id": slide_id_of(path),
         "path": str(path),
@@ -218,8 +241,12 @@ def _finalize(path: Path, slide_dir: Path, reader, view, sm: SlideModel, opt: Em
         "embedding_rule": "mean of the regions' pooled embeddings (forward_head(pre_logits=True))",
         "prediction": prediction,
         "heatmap": heatmap,
-        "timings": {"plan_s": plan.get("plan_s"), "ranks": timings, "finalize_s": round(time.perf_counter() - t0, 3),
-                    "wall_s": round(time.perf_counter() - started, 3)},
+        "timings": {
+            "plan_s": plan.get("plan_s"),
+            "ranks": timings,
+            "finalize_s": round(time.perf_counter() - t0, 3),
+            "wall_s": round(time.perf_counter() - started, 3),
+        },
     }
     _write_json(slide_dir / "slide.json", summary)
     return summary
@@ -239,8 +266,10 @@ def embed_slide(path: Path, out_dir: Path, opt: EmbedOptions, sm: SlideModel, ct
             if existing.is_file() and not opt.overwrite:
                 old = json.loads(existing.read_text())["fingerprint"]
                 if old != fp:
-                    raise SlideError(f"{slide_dir} was written with other settings ({_mismatch(old, fp)}); use "
-                                     "another --out or --overwrite")
+                    raise SlideError(
+                        f"{slide_dir} was written with other settings ({_mismatch(old, fp)}); use "
+                        "another --out or --overwrite"
+                    )
         if summary_path.is_file() and not opt.overwrite:
             summary = json.loads(summary_path.read_text())
             summary["skipped"] = "finished earlier"
@@ -272,8 +301,17 @@ def embed_slide(path: Path, out_dir: Path, opt: EmbedOptions, sm: SlideModel, ct
 
                 timings = embed_exact(view, grid, mine, sm, store, log, stem_tile=opt.stem_tile).as_dict()
             else:
-                timings = embed_regions(view, grid, mine, sm, store, log, batch_size=opt.batch_size,
-                                        read_threads=opt.read_threads, strict=opt.strict).as_dict()
+                timings = embed_regions(
+                    view,
+                    grid,
+                    mine,
+                    sm,
+                    store,
+                    log,
+                    batch_size=opt.batch_size,
+                    read_threads=opt.read_threads,
+                    strict=opt.strict,
+                ).as_dict()
         timings["rank"] = ctx.rank
         all_timings = all_gather_objects(timings, ctx)
         barrier(ctx)
@@ -304,9 +342,12 @@ def embed_slides(inputs: list[str | Path], out_dir: str | Path, opt: EmbedOption
             if ctx.is_main:
                 regions = summary["regions"]
                 state = summary.get("skipped", "done")
-                print(f"{summary['slide_id']}: {state}; {regions['done']}/{regions['tissue']} tissue regions, "
-                      f"{regions['skipped_background']} background skipped, {len(regions['failed'])} failed "
-                      f"-> {out_dir / summary['slide_id']}", file=sys.stderr)
+                print(
+                    f"{summary['slide_id']}: {state}; {regions['done']}/{regions['tissue']} tissue regions, "
+                    f"{regions['skipped_background']} background skipped, {len(regions['failed'])} failed "
+                    f"-> {out_dir / summary['slide_id']}",
+                    file=sys.stderr,
+                )
         return results
     finally:
         teardown_distributed(ctx)

@@ -56,11 +56,21 @@ class FeatureStore:
             cell = max(1, grid.step // stride)
             group.create_array(f"stage{i}", shape=(c, h, w), chunks=(c, cell, cell), dtype=dtype, fill_value=0)
             group.create_array(f"stage{i}_valid", shape=(h, w), chunks=(cell, cell), dtype="uint8", fill_value=0)
-        group.create_array("region_embedding", shape=(grid.rows, grid.cols, embed_dim), chunks=(1, 1, embed_dim),
-                           dtype="float32", fill_value=0)
+        group.create_array(
+            "region_embedding",
+            shape=(grid.rows, grid.cols, embed_dim),
+            chunks=(1, 1, embed_dim),
+            dtype="float32",
+            fill_value=0,
+        )
         if num_classes:
-            group.create_array("region_probs", shape=(grid.rows, grid.cols, num_classes),
-                               chunks=(1, 1, num_classes), dtype="float32", fill_value=0)
+            group.create_array(
+                "region_probs",
+                shape=(grid.rows, grid.cols, num_classes),
+                chunks=(1, 1, num_classes),
+                dtype="float32",
+                fill_value=0,
+            )
         group.attrs.update(attrs)
         return cls(group, grid, strides, dtype)
 

@@ -62,7 +62,9 @@ class TissuePiece:
         c, s = math.cos(self.angle), math.sin(self.angle)
         u, v = (dx * c + dy * s) / self.rx, (-dx * s + dy * c) / self.ry
         theta = np.arctan2(v, u)
-        radius = 1.0 + sum(a * np.cos((k + 1) * theta + p) for k, (a, p) in enumerate(zip(self.amplitudes, self.phases)))
+        radius = 1.0 + sum(
+            a * np.cos((k + 1) * theta + p) for k, (a, p) in enumerate(zip(self.amplitudes, self.phases))
+        )
         return radius * radius - (u * u + v * v)
 
     def contains(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -140,10 +142,12 @@ class TissueLayout:
 
     def tissue_fraction(self, samples: int = 512) -> float:
         """Fraction of the slide area covered by tissue (on a ``samples``-per-side grid)."""
-        return float(self.tile_mask(0, 0, (samples, samples), max(self.width, self.height) / samples)[
-            : int(samples * self.height / max(self.width, self.height)) or 1,
-            : int(samples * self.width / max(self.width, self.height)) or 1,
-        ].mean())
+        return float(
+            self.tile_mask(0, 0, (samples, samples), max(self.width, self.height) / samples)[
+                : int(samples * self.height / max(self.width, self.height)) or 1,
+                : int(samples * self.width / max(self.width, self.height)) or 1,
+            ].mean()
+        )
 
 
 def _lerp_index(coarse: np.ndarray, fine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,7 +169,12 @@ def disc_painter(cx: float, cy: float, radius: float, rgb: tuple[int, int, int])
 
     def paint(tile: np.ndarray, x0: float, y0: float, downsample: float) -> None:
         h, w = tile.shape[:2]
-        if cx + radius < x0 or cy + radius < y0 or cx - radius > x0 + w * downsample or cy - radius > y0 + h * downsample:
+        if (
+            cx + radius < x0
+            or cy + radius < y0
+            or cx - radius > x0 + w * downsample
+            or cy - radius > y0 + h * downsample
+        ):
             return
         xs, ys = pixel_centres((h, w), x0, y0, downsample)
         tile[(xs[None, :] - cx) ** 2 + (ys[:, None] - cy) ** 2 < radius * radius] = colour

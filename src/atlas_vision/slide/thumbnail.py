@@ -30,7 +30,10 @@ def read_thumbnail(reader: SlideReader, max_side: int = 1024) -> np.ndarray:
         for bx in range(0, lw, BLOCK):
             bw, bh = min(BLOCK, lw - bx), min(BLOCK, lh - by)
             tx0, ty0 = math.floor(bx * fx), math.floor(by * fy)
-            tx1, ty1 = (tw if bx + bw == lw else math.floor((bx + bw) * fx)), (th if by + bh == lh else math.floor((by + bh) * fy))
+            tx1, ty1 = (
+                (tw if bx + bw == lw else math.floor((bx + bw) * fx)),
+                (th if by + bh == lh else math.floor((by + bh) * fy)),
+            )
             if tx1 <= tx0 or ty1 <= ty0:
                 continue
             # read exactly the level pixels that map onto thumbnail pixels [tx0, tx1) x [ty0, ty1)
