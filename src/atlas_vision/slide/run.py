@@ -118,9 +118,16 @@ def _plan(path: Path, slide_dir: Path, reader, view: SlideView, sm: SlideModel, 
     from atlas_vision import __version__
 
     t0 = time.perf_counter()
-    thumb = read_thumbnail(reader, opt.thumbnail_size)
+    thumb, unreadable = read_thumbnail(reader, opt.thumbnail_size)
     tissue_arg = opt.tissue if opt.tissue in ("auto", "saturation", "grey", "all") else Path(opt.tissue)
     mask, tissue_info = detect_tissue(thumb, "all" if opt.exact else tissue_arg)
+    if unreadable.any():  # plan those regions anyway: they are then reported as failed, not silently skipped
+        print(
+            f"atlas-vision slide: {path.name}: part of the overview could not be decoded (corrupt tiles)",
+            file=sys.stderr,
+        )
+        mask = mask | unreadable
+        tissue_info["unreadable_thumbnail_fraction"] = round(float(unreadable.mean()), 6)
     grid = _grid(view, opt)
     tissue = grid.tissue_regions(mask, _target_to_thumb(reader, view, thumb), opt.min_tissue)
     if not tissue:
