@@ -43,6 +43,7 @@ STITCH_RULE = (
     "[col*step - overlap/2, col*step + step + overlap/2) (same for rows; white outside the slide) and owns the "
     "cells of [col*step, (col+1)*step); every cell is written by exactly one region"
 )
+EXACT_CHUNK = 256  # feature cells per chunk side in exact mode (one writer, so chunks need not match regions)
 EXACT_RULE = "exact: one forward pass over the whole image; conv stem run in tiles with receptive-field halos"
 
 
@@ -165,7 +166,8 @@ def _plan(path: Path, slide_dir: Path, reader, view: SlideView, sm: SlideModel, 
     }
     embed_dim = int(getattr(sm.model, "head_hidden_size", None) or sm.model.num_features)
     FeatureStore.create(
-        slide_dir / "features.zarr", grid, sm.strides, sm.channels, embed_dim, sm.num_classes, opt.dtype, attrs
+        slide_dir / "features.zarr", grid, sm.strides, sm.channels, embed_dim, sm.num_classes, opt.dtype, attrs,
+        max_chunk=EXACT_CHUNK if opt.exact else None,
     )
     plan = {
         "fingerprint": fp,

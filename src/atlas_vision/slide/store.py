@@ -45,7 +45,10 @@ class FeatureStore:
         num_classes: int,
         dtype: str,
         attrs: dict,
+        max_chunk: int | None = None,
     ) -> FeatureStore:
+        """Create an empty store. ``max_chunk`` caps the chunk side in cells: only for a single writer (exact
+        mode), since it breaks the one-region-per-chunk alignment."""
         import zarr
 
         if dtype not in DTYPES:
@@ -54,6 +57,7 @@ class FeatureStore:
         for i, (stride, c) in enumerate(zip(strides, channels)):
             h, w = grid.stage_shape(stride)
             cell = max(1, grid.step // stride)
+            cell = min(cell, max_chunk) if max_chunk else cell
             group.create_array(f"stage{i}", shape=(c, h, w), chunks=(c, cell, cell), dtype=dtype, fill_value=0)
             group.create_array(f"stage{i}_valid", shape=(h, w), chunks=(cell, cell), dtype="uint8", fill_value=0)
         group.create_array(
