@@ -51,3 +51,37 @@ def reference_grids(
                 rows, cols, mrows, mcols = grid.cells(region, stride)
                 grid_out[:, rows, cols] = m[0][:, mrows, mcols].numpy()
     return out
+
+
+def assert_same_features(a: Path, b: Path) -> None:
+    """Two ``features.zarr`` folders hold identical arrays and the same regions."""
+    from atlas_vision.slide import open_features
+
+    fa, fb = open_features(a), open_features(b)
+    assert sorted(map(tuple, fa.attrs["regions_done"])) == sorted(map(tuple, fb.attrs["regions_done"]))
+    for x, y in zip(fa.stages + fa.valid + [fa.region_embedding], fb.stages + fb.valid + [fb.region_embedding]):
+        assert x.shape == y.shape and x.dtype == y.dtype
+        np.testing.assert_array_equal(np.asarray(x[...]), np.asarray(y[...]))
+
+
+def cli_args(slide: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "slide",
+        "embed",
+        str(slide),
+        "--out",
+        str(out),
+        "--model",
+        TEST_MODEL,
+        "--region-size",
+        "192",
+        "--overlap",
+        "64",
+        "--tissue",
+        "all",
+        "--dtype",
+        "float32",
+        "--thumbnail-size",
+        "256",
+        *extra,
+    ]
