@@ -95,6 +95,7 @@ def _common_row(args) -> dict:
         "machine": f"{platform.machine()} {os.cpu_count()} cores (shared)",
         "threads": args.threads,
         "model": args.model,
+        "loadavg_1min": round(os.getloadavg()[0], 2),  # other jobs on the shared machine (at the row's end)
     }
 
 

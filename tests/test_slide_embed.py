@@ -184,3 +184,51 @@ def test_cli_bad_inputs_exit_2(tmp_path: Path, capsys) -> None:
     assert cli_main(["slide", "frobnicate"]) == 2
     assert cli_main(["slide", "info", str(png)]) == 0
     assert json.loads(capsys.readouterr().out)["level_dimensions"] == [[64, 64]]
+
+
+def test_cli_synth_then_map_redraws_heatmap(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "syn.tif"
+    assert cli_main(["slide", "synth", str(path), "--width", "700", "--height", "500", "--seed", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["level_dimensions"] == [[700, 500]]
+    args = [
+        "slide",
+        "embed",
+        str(path),
+        "--out",
+        str(tmp_path / "run"),
+        "--model",
+        TEST_MODEL,
+        "--region-size",
+        "256",
+        "--overlap",
+        "64",
+        "--num-classes",
+        "2",
+        "--thumbnail-size",
+        "256",
+    ]
+    assert cli_main(args) == 0
+    capsys.readouterr()
+    assert (
+        cli_main(["slide", "map", str(tmp_path / "run" / "syn"), "--stage", "0", "--out", str(tmp_path / "p.png")]) == 0
+    )
+    assert capsys.readouterr().out.strip().endswith("pca stage 0")
+    assert cli_main(["slide", "map", str(tmp_path / "run" / "syn")]) == 0
+    assert capsys.readouterr().out.strip().endswith("probabilities")
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    assert cli_main(["slide", "map", str(tmp_path / "run" / "syn"), "--stage", "7"]) == 2
+    assert "stage 7 out of range 0..2" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_run_matches_cpu_features(slide: Path, tmp_path: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    _run([slide], tmp_path / "cpu", dtype="float32")
+    embed_slides([slide], tmp_path / "gpu", EmbedOptions(**{**OPTS, "dtype": "float32"}), device="cuda")
+    cpu, gpu = open_features(tmp_path / "cpu" / "s"), open_features(tmp_path / "gpu" / "s")
+    for a, b in zip(cpu.stages, gpu.stages):
+        a, b = np.asarray(a[...]), np.asarray(b[...])
+        assert np.abs(a - b).max() <= 0.05 * np.abs(a).max() + 0.05  # bf16 autocast on CUDA
