@@ -232,3 +232,31 @@ def test_cuda_bf16_run_matches_cpu_features(slide: Path, tmp_path: Path) -> None
     for a, b in zip(cpu.stages, gpu.stages):
         a, b = np.asarray(a[...]), np.asarray(b[...])
         assert np.abs(a - b).max() <= 0.05 * np.abs(a).max() + 0.05  # bf16 autocast on CUDA
+
+
+def test_user_mask_image_selects_the_regions(slide: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    mask = np.zeros((30, 40), np.uint8)  # any size: resized to the thumbnail
+    mask[:, :10] = 255  # the left quarter of the slide
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    (summary,) = _run([slide], tmp_path / "run", tissue=str(tmp_path / "mask.png"))
+    assert summary["tissue"]["method"] == "mask"
+    done = open_features(tmp_path / "run" / "s").attrs["regions_done"]
+    assert {c for _, c in done} == {0, 1}  # owned columns [0, 192) and [192, 384) touch x < 320
+    assert len(done) == 10
+    with pytest.raises(SlideError, match="neither a method"):
+        _run([slide], tmp_path / "bad", tissue=str(tmp_path / "nope.png"))
+
+
+def test_truncated_file_regions_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "trunc.tif"
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(100, 200, (512, 640, 3)).astype(np.uint8)
+    pixels[..., 1] //= 2
+    tifffile.imwrite(path, pixels, tile=(128, 128), photometric="rgb", compression="zlib")
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.6)])  # the last tiles are cut off
+    (summary,) = _run([path], tmp_path / "run", tissue="all")
+    assert summary["regions"]["failed"] and summary["regions"]["done"] >= 1
+    assert summary["regions"]["done"] + len(summary["regions"]["failed"]) == summary["regions"]["tissue"]
