@@ -21,7 +21,7 @@ from atlas_vision.slide.store import FeatureStore
 
 @pytest.fixture(scope="module")
 def slide(tmp_path_factory) -> Path:
-    return small_slide(tmp_path_factory.mktemp("slides") / "r.tif", 1024, 1024, seed=7)  # 8 x 8 regions
+    return small_slide(tmp_path_factory.mktemp("slides") / "r.tif", 768, 768, seed=7)  # 6 x 6 regions
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_write_failure_claims_nothing_and_resume_equals_uninterrupted(
     import json
 
     summary = json.loads((tmp_path / "r" / "slide.json").read_text())
-    assert summary["regions"]["done_before_this_run"] == 3 and summary["regions"]["done"] == 64
+    assert summary["regions"]["done_before_this_run"] == 3 and summary["regions"]["done"] == 36
 
 
 def test_sigkill_then_restart_equals_uninterrupted(slide: Path, reference: Path, tmp_path: Path) -> None:
@@ -70,13 +70,13 @@ def test_sigkill_then_restart_equals_uninterrupted(slide: Path, reference: Path,
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stdout.read()
     done = read_done(tmp_path / "r" / "progress")
-    assert 3 <= len(done) < 64 and not (tmp_path / "r" / "slide.json").exists()
+    assert 3 <= len(done) < 36 and not (tmp_path / "r" / "slide.json").exists()
     restart = launch(cli_args(slide, tmp_path), cwd=tmp_path)
     output, _ = restart.communicate(timeout=300)
     assert restart.returncode == 0, output
     assert_same_features(tmp_path / "r" / "features.zarr", reference / "features.zarr")
     feats = open_features(tmp_path / "r")
-    assert len(feats.attrs["regions_done"]) == 64 and np.asarray(feats.valid[0][...]).all()
+    assert len(feats.attrs["regions_done"]) == 36 and np.asarray(feats.valid[0][...]).all()
 
 
 def test_a_line_cut_by_a_kill_is_dropped_before_appending(tmp_path: Path) -> None:
