@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("atlas_vision.bench.cli", "benchmarks: `bench mixers`, `bench ablations`, `bench models`"),
     "convert": ("atlas_vision.models.cli_convert", "convert the authors' reference checkpoint into a hub folder"),
     "export": ("atlas_vision.export.cli", "export a run or hub folder: hub folder, ONNX, torch.export"),
+    "slide": ("atlas_vision.slide.cli", "whole-slide images: `slide info|embed|map|synth` (features.zarr, heatmaps)"),
 }
 
 
