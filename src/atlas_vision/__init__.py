@@ -8,6 +8,7 @@ from atlas_vision.models import Atlas, AtlasConfig, create_model, list_models
 from atlas_vision.ops import Backend, MultiScaleLayout, PoolOp, bottomup_attention, summarize, topdown_attention
 
 import atlas_vision.mixers  # noqa: E402,F401  (registers the `mixer_net` benchmark network with timm)
+import atlas_vision.slidelearn  # noqa: E402,F401  (registers the slide heads `slide_*` with timm)
 
 __version__ = "0.1.0"
 

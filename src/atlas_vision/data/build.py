@@ -63,6 +63,10 @@ def build_datasets(cfg: DataConfig, seed: int) -> Datasets:
         raise ValueError(f"seed must be >= 0, got {seed}")
     if cfg.task == "folder":
         return _folder(cfg)
+    if cfg.task == "slide_features":
+        from atlas_vision.slidelearn.data_task import slide_feature_datasets
+
+        return slide_feature_datasets(cfg, seed)
     if cfg.task == "fake":
         fake_train = FakeDataset(cfg.train_samples, "train", seed, cfg.img_size, cfg.fake_classes)
         fake_val = FakeDataset(cfg.val_samples, "val", seed, cfg.img_size, cfg.fake_classes)
