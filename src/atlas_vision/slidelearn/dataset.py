@@ -68,10 +68,18 @@ class SlideFeatureDataset(Dataset):
 
 
 def _entries(
-    rows: list[LabelRow], labels: SlideLabels, root: Path, stage: int, pad_size: tuple[int, int]
-) -> tuple[list[SlideEntry], int]:
+    rows: list[LabelRow],
+    labels: SlideLabels,
+    root: Path,
+    stage: int,
+    pad_size: tuple[int, int],
+    reference: tuple[int, LabelRow] | None = None,
+) -> tuple[list[SlideEntry], tuple[int, LabelRow]]:
+    """Check every row's grid; returns the entries and ``(feature channels, first row)``, which ``reference``
+    (from another split) fixes in advance."""
     index = {name: i for i, name in enumerate(labels.class_names)}
-    entries, feature_dim, first = [], -1, None
+    entries = []
+    feature_dim, first = reference if reference is not None else (-1, rows[0])
     for row in rows:
         where = f"slide {row.slide_id!r} ({labels.path}, line {row.line})"
         path = features_path(root, row.slide_id)
@@ -97,7 +105,7 @@ def _entries(
                 f"padded grid size, in cells); set --data.img_size to at least {h} {w}"
             )
         entries.append(SlideEntry(row.slide_id, path, index[row.label], row.line, (h, w)))
-    return entries, feature_dim
+    return entries, (feature_dim, first)
 
 
 @dataclass
@@ -127,13 +135,9 @@ def build_slide_splits(
     if not root.is_dir():
         raise FileNotFoundError(f"data root {root} does not exist (expected ROOT/<slide_id>/features.zarr)")
     labels = load_labels(Path(labels_csv) if labels_csv else root / "labels.csv", val_fraction, seed)
-    train, dim = _entries(labels.train, labels, root, stage, pad_size)
-    val, val_dim = _entries(labels.val, labels, root, stage, pad_size)
-    if val_dim != dim:
-        raise ValueError(
-            f"train slides have {dim} feature channels, val slides {val_dim}; all slides must come from the same "
-            "feature model"
-        )
+    train, reference = _entries(labels.train, labels, root, stage, pad_size)
+    val, _ = _entries(labels.val, labels, root, stage, pad_size, reference)
+    dim = reference[0]
     return SlideSplits(
         SlideFeatureDataset(train, stage, pad_size, dim),
         SlideFeatureDataset(val, stage, pad_size, dim),
