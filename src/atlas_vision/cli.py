@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("atlas_vision.train.cli_predict", "top-k classes for image files of any size"),
     "data": ("atlas_vision.data.cli", "data set tools (e.g. `data hr-in100` builds the HR-IN100 folder tree)"),
     "bench": ("atlas_vision.bench.cli", "benchmarks: `bench mixers`, `bench ablations`, `bench models`"),
+    "slide": ("atlas_vision.slide.cli", "whole-slide images: `slide info|embed|map|synth` (features.zarr, heatmaps)"),
 }
 
 

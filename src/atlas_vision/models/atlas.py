@@ -159,7 +159,10 @@ class Atlas(nn.Module):
     def _embed(self, x: torch.Tensor) -> tuple[list[torch.Tensor], MultiScaleLayout]:
         """Image -> the initial list of per-scale maps ``[B, h_l, w_l, C]`` (Alg. 2 lines 1-2) and their layout."""
         self._check_input(x)
-        tokens = self.stem(x)  # [B, h, w, C]
+        return self._scales_from_tokens(self.stem(x))  # stem: [B, h, w, C]
+
+    def _scales_from_tokens(self, tokens: torch.Tensor) -> tuple[list[torch.Tensor], MultiScaleLayout]:
+        """Stem tokens ``[B, h, w, C]`` -> the per-scale maps (scale 0 = the tokens, then pooled) and their layout."""
         layout = self.layout_for((tokens.shape[1], tokens.shape[2]))
         xs = [tokens]
         for _ in range(1, layout.num_scales):
@@ -209,12 +212,51 @@ class Atlas(nn.Module):
         Returns:
             the maps, or ``(forward_features output, maps)``.
         """
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        xs, layout = self._embed(x)
+        return self._stage_intermediates(xs, layout, indices, norm, stop_early, output_fmt, intermediates_only)
+
+    def forward_from_stem(
+        self,
+        tokens_nchw: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """:meth:`forward_intermediates` from a precomputed stem output ``[B, C, h, w]`` instead of an image.
+
+        Equal to ``forward_intermediates(x, ...)`` when ``tokens_nchw = self.stem(x).permute(0, 3, 1, 2)``; used to
+        run the MSA stages on a token grid whose stem was computed tile by tile (``atlas_vision.slide.exact``).
+        A channels-last buffer viewed as NCHW (``buffer_bhwc.permute(0, 3, 1, 2)``) is used without a copy.
+        """
+        if (
+            not isinstance(tokens_nchw, torch.Tensor)
+            or tokens_nchw.dim() != 4
+            or tokens_nchw.shape[1] != self.embed_dim
+        ):
+            shape = tuple(tokens_nchw.shape) if isinstance(tokens_nchw, torch.Tensor) else type(tokens_nchw).__name__
+            raise ValueError(f"expected stem tokens [B, {self.embed_dim}, h, w] (NCHW), got {shape}")
+        xs, layout = self._scales_from_tokens(tokens_nchw.permute(0, 2, 3, 1).contiguous())  # [B, h, w, C]
+        return self._stage_intermediates(xs, layout, indices, norm, stop_early, output_fmt, intermediates_only)
+
+    def _stage_intermediates(
+        self,
+        xs: list[torch.Tensor],
+        layout: MultiScaleLayout,
+        indices: int | list[int] | tuple[int, ...] | None,
+        norm: bool,
+        stop_early: bool,
+        output_fmt: str,
+        intermediates_only: bool,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         from timm.models._features import feature_take_indices
 
         if output_fmt not in ("NCHW", "NHWC"):
             raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        xs, layout = self._embed(x)
         intermediates = []
         last = max_index if stop_early or intermediates_only else len(self.stages) - 1
         for index, stage in enumerate(self.stages[: last + 1]):
