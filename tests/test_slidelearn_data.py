@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from slidelearn_support import write_grid
 
 from atlas_vision.data import DataConfig, build_datasets
-from atlas_vision.slidelearn.features_source import features_path, write_grid
+from atlas_vision.slidelearn.features_source import features_path
 
 FEATURES = 5
 
@@ -111,7 +112,9 @@ def test_grid_too_large_and_channel_mismatch_name_the_row(tmp_path: Path) -> Non
 
 def test_missing_stage_and_missing_csv(tmp_path: Path) -> None:
     root = make_root(tmp_path, "slide_id,label,split\na,x,train\nb,x,val\n")
-    with pytest.raises(ValueError, match=r"slide 'a' .*line 2\): .*has no array 'stage3'"):
+    with pytest.raises(
+        ValueError, match=r"slide 'a' .*line 2\): .*has stages 0..0; data.feature_stage=3 is out of range"
+    ):
         build_datasets(config(root, feature_stage=3), seed=0)
     with pytest.raises(FileNotFoundError, match="labels CSV .*nope.csv does not exist"):
         build_datasets(config(root, labels_csv=str(tmp_path / "nope.csv")), seed=0)

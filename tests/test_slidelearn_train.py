@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from slidelearn_support import write_grid
 
 from atlas_vision.cli import main as cli
-from atlas_vision.slidelearn.features_source import features_path, write_grid
+from atlas_vision.slidelearn.features_source import features_path
 
 FEATURES = 4
 
