@@ -17,7 +17,7 @@ def test_marks_labels_and_strips() -> None:
     labels = []
     for i in range(200):
         spec = slide_spec(PARAMS, seed=1, index=i)
-        (x1, y1, c1), (x2, y2, c2) = spec.marks
+        (x1, _, c1), (x2, _, c2) = spec.marks
         assert {c1, c2} == {BROWN, BLUE}  # always exactly one mark of each stain
         assert spec.label == (1 if c1 == BROWN else 0)  # label: the left mark's stain
         left, right = spec.marked_strips

@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("atlas_vision.data.cli", "data set tools (e.g. `data hr-in100` builds the HR-IN100 folder tree)"),
     "bench": ("atlas_vision.bench.cli", "benchmarks: `bench mixers`, `bench ablations`, `bench models`"),
     "slide": ("atlas_vision.slide.cli", "whole-slide images: `slide info|embed|map|synth` (features.zarr, heatmaps)"),
-    "slide-demo": ("atlas_vision.slidelearn.cli_demo", "slide-level learning demo: three slide heads on synthetic slides"),
+    "slide-demo": ("atlas_vision.slidelearn.cli_demo", "demo: train 3 slide heads on synthetic slides"),
 }
 
 

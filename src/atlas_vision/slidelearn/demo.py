@@ -55,7 +55,7 @@ class DemoConfig:
 
     slides: int = 240
     train_fraction: float = 0.75
-    task: SlideTaskParams = SlideTaskParams()
+    task: SlideTaskParams = field(default_factory=SlideTaskParams)
     embed_mpp: float = 2.0
     backbone: str = "atlas_tiny"
     feature_stage: int = 1
