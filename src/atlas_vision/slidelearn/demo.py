@@ -63,9 +63,7 @@ class DemoConfig:
     heads: tuple[HeadRecipe, ...] = (
         HeadRecipe("slide_meanpool", 3e-3, 30),
         HeadRecipe("slide_abmil", 1e-3, 30),
-        HeadRecipe(
-            "slide_atlas", 1e-3, 30, {"embed_dim": 32, "num_heads": 2, "depths": [1, 1], "pos_embed_hidden": 32}
-        ),
+        HeadRecipe("slide_atlas", 3e-3, 15),
     )
     seed: int = 0
     map_slides: int = 3

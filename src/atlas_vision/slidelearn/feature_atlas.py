@@ -4,7 +4,8 @@ The analogue of prov-gigapath's LongNet slide encoder: the cells of a ``features
 scale 0, and multi-scale attention gives every cell the context of the whole slide.
 
 * **Stem**: ``GridProjection`` -- a 1x1 projection (a ``Linear`` over channels, features *and* the mask channel, so
-  a token knows whether it is tissue) followed by LayerNorm; one token per grid cell (``patch_size`` 1).
+  a token knows whether it is tissue) followed by LayerNorm, plus a fixed 2-D sine-cosine embedding of the cell's
+  position (as prov-gigapath's slide encoder); one token per grid cell (``patch_size`` 1).
 * **Per-slide crop**: each slide is cropped to the bounding box of its tissue cells before the Atlas stages, so its
   output depends neither on the padding added by batching nor on the other slides of the batch (slides whose crops
   have the same size run as one batch). Background cells inside the box stay as tokens (features 0, mask 0).
@@ -23,9 +24,31 @@ from torch import nn
 from atlas_vision.models import Atlas, AtlasConfig
 from atlas_vision.slidelearn.grid_input import split_grid, tissue_box
 
+POOLS: tuple[str, ...] = ("max", "avg")
+
+
+def sincos_2d(h: int, w: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Fixed 2-D sine-cosine position embedding ``[h, w, dim]`` of integer cell coordinates (MAE / prov-gigapath
+    style): ``dim / 4`` frequencies ``1 / 10000^(k / (dim / 4))`` each for ``sin``/``cos`` of row and column; zero
+    padding when ``dim`` is not a multiple of 4."""
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, device=device, dtype=torch.float32) / max(quarter, 1))
+    rows = torch.arange(h, device=device, dtype=torch.float32)[:, None] * omega  # [h, quarter]
+    cols = torch.arange(w, device=device, dtype=torch.float32)[:, None] * omega  # [w, quarter]
+    pe = torch.zeros(h, w, dim, device=device, dtype=torch.float32)
+    pe[..., 0 * quarter : 1 * quarter] = rows.sin()[:, None, :]
+    pe[..., 1 * quarter : 2 * quarter] = rows.cos()[:, None, :]
+    pe[..., 2 * quarter : 3 * quarter] = cols.sin()[None, :, :]
+    pe[..., 3 * quarter : 4 * quarter] = cols.cos()[None, :, :]
+    return pe.to(dtype)
+
 
 class GridProjection(nn.Module):
-    """``[B, C_in, h, w]`` -> tokens ``[B, h, w, embed_dim]``: ``LayerNorm(Linear(x))`` per cell."""
+    """``[B, C_in, h, w]`` -> tokens ``[B, h, w, embed_dim]``: ``LayerNorm(Linear(x)) + sincos_2d`` per cell.
+
+    The fixed position embedding counts cells from the top-left corner of the (cropped) grid, so tokens know where
+    they are on the slide; Atlas's own position embeddings are window-local.
+    """
 
     def __init__(self, in_chans: int, embed_dim: int):
         super().__init__()
@@ -35,7 +58,9 @@ class GridProjection(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x_bchw: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.proj(x_bchw.permute(0, 2, 3, 1)))  # [B, h, w, C_in] -> [B, h, w, embed_dim]
+        tokens = self.norm(self.proj(x_bchw.permute(0, 2, 3, 1)))  # [B, h, w, C_in] -> [B, h, w, embed_dim]
+        _, h, w, dim = tokens.shape
+        return tokens + sincos_2d(h, w, dim, tokens.device, tokens.dtype)
 
 
 class SlideAtlas(Atlas):
@@ -53,19 +78,22 @@ class SlideAtlas(Atlas):
         in_chans: int,
         num_classes: int,
         *,
-        embed_dim: int = 64,
-        num_heads: int = 4,
-        depths: tuple[int, ...] = (2, 2),
+        embed_dim: int = 32,
+        num_heads: int = 2,
+        depths: tuple[int, ...] = (1, 1),
         window_size: int | tuple[int, int] = 4,
         pool_stride: int | tuple[int, int] = 2,
         mlp_ratio: float = 2.0,
-        pos_embed_hidden: int = 64,
+        pos_embed_hidden: int = 32,
         drop_path_rate: float = 0.0,
         communication: str = "full",
         backend: str = "auto",
+        global_pool: str = "max",
     ):
         if in_chans < 2:
             raise ValueError(f"in_chans must be >= 2 (features + 1 mask channel), got {in_chans}")
+        if global_pool not in POOLS:
+            raise ValueError(f"global_pool must be one of {', '.join(POOLS)}, got {global_pool!r}")
         config = AtlasConfig(
             embed_dim=embed_dim,
             num_heads=num_heads,
@@ -84,6 +112,7 @@ class SlideAtlas(Atlas):
             stem_depth=0,
         )
         super().__init__(config)
+        self.global_pool = global_pool
         self.stem = GridProjection(in_chans, embed_dim)
         self.patch_size = 1  # one token per grid cell
         self.feature_info = [
@@ -94,6 +123,22 @@ class SlideAtlas(Atlas):
             }
             for s in range(config.num_stages)
         ]
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Readout tokens ``[B, T, C]`` -> logits: ``max`` (default) or ``avg`` over tokens, LayerNorm, Linear.
+
+        Max pooling is the default because a slide's label often rests on a few cells: the mean over all readout
+        tokens dilutes them, and training the demo's order task with it stalled near chance (measured)."""
+        pooled = x.amax(dim=1) if self.global_pool == "max" else x.mean(dim=1)
+        pooled = self.fc_norm(pooled)
+        return pooled if pre_logits else self.head(pooled)
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool is not None and global_pool not in POOLS:
+            raise ValueError(f"global_pool must be one of {', '.join(POOLS)}, got {global_pool!r}")
+        if global_pool is not None:
+            self.global_pool = global_pool
+        super().reset_classifier(num_classes)
 
     def _check_input(self, x: torch.Tensor) -> None:
         split_grid(x, self.in_chans)  # shape and channel checks; any grid >= 1x1 is fine

@@ -70,5 +70,5 @@ def slide_abmil(pretrained: bool = False, **kwargs: Any) -> ABMILHead:
 
 @register_model
 def slide_atlas(pretrained: bool = False, **kwargs: Any) -> SlideAtlas:
-    """A small Atlas (64 dim, 4 heads, D = {2, 2}, 4x4-cell windows, stride 2) over the feature grid."""
+    """A small Atlas (32 dim, 2 heads, D = {1, 1}, 4x4-cell windows, stride 2, max-pool readout) over the grid."""
     return _create("slide_atlas", pretrained, **kwargs)
