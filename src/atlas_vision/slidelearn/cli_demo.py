@@ -17,7 +17,7 @@ def _parser() -> argparse.ArgumentParser:
         "Re-running with the same --out reuses the slides and features already written.",
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--slides", type=int, default=240, help="number of slides, train + val (default 240)")
+    p.add_argument("--slides", type=int, default=200, help="number of slides, train + val (default 200)")
     p.add_argument("--epochs", type=int, help="epochs of every head (default: 30 each)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tiny", action="store_true", help="a seconds-long smoke run (16 slides, 2 epochs, small heads)")

@@ -53,7 +53,7 @@ class DemoConfig:
         map_slides: validation slides drawn in ``maps/``.
     """
 
-    slides: int = 240
+    slides: int = 200
     train_fraction: float = 0.75
     task: SlideTaskParams = field(default_factory=SlideTaskParams)
     embed_mpp: float = 2.0
