@@ -184,3 +184,79 @@ def test_cli_bad_inputs_exit_2(tmp_path: Path, capsys) -> None:
     assert cli_main(["slide", "frobnicate"]) == 2
     assert cli_main(["slide", "info", str(png)]) == 0
     assert json.loads(capsys.readouterr().out)["level_dimensions"] == [[64, 64]]
+
+
+def test_cli_synth_then_map_redraws_heatmap(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "syn.tif"
+    assert cli_main(["slide", "synth", str(path), "--width", "700", "--height", "500", "--seed", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["level_dimensions"] == [[700, 500]]
+    args = [
+        "slide",
+        "embed",
+        str(path),
+        "--out",
+        str(tmp_path / "run"),
+        "--model",
+        TEST_MODEL,
+        "--region-size",
+        "256",
+        "--overlap",
+        "64",
+        "--num-classes",
+        "2",
+        "--thumbnail-size",
+        "256",
+    ]
+    assert cli_main(args) == 0
+    capsys.readouterr()
+    assert (
+        cli_main(["slide", "map", str(tmp_path / "run" / "syn"), "--stage", "0", "--out", str(tmp_path / "p.png")]) == 0
+    )
+    assert capsys.readouterr().out.strip().endswith("pca stage 0")
+    assert cli_main(["slide", "map", str(tmp_path / "run" / "syn")]) == 0
+    assert capsys.readouterr().out.strip().endswith("probabilities")
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+    assert cli_main(["slide", "map", str(tmp_path / "run" / "syn"), "--stage", "7"]) == 2
+    assert "stage 7 out of range 0..2" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+def test_cuda_bf16_run_matches_cpu_features(slide: Path, tmp_path: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    _run([slide], tmp_path / "cpu", dtype="float32")
+    embed_slides([slide], tmp_path / "gpu", EmbedOptions(**{**OPTS, "dtype": "float32"}), device="cuda")
+    cpu, gpu = open_features(tmp_path / "cpu" / "s"), open_features(tmp_path / "gpu" / "s")
+    for a, b in zip(cpu.stages, gpu.stages):
+        a, b = np.asarray(a[...]), np.asarray(b[...])
+        assert np.abs(a - b).max() <= 0.05 * np.abs(a).max() + 0.05  # bf16 autocast on CUDA
+
+
+def test_user_mask_image_selects_the_regions(slide: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    mask = np.zeros((30, 40), np.uint8)  # any size: resized to the thumbnail
+    mask[:, :10] = 255  # the left quarter of the slide
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    (summary,) = _run([slide], tmp_path / "run", tissue=str(tmp_path / "mask.png"))
+    assert summary["tissue"]["method"] == "mask"
+    done = open_features(tmp_path / "run" / "s").attrs["regions_done"]
+    assert {c for _, c in done} == {0, 1}  # owned columns [0, 192) and [192, 384) touch x < 320
+    assert len(done) == 10
+    with pytest.raises(SlideError, match="neither a method"):
+        _run([slide], tmp_path / "bad", tissue=str(tmp_path / "nope.png"))
+
+
+def test_truncated_file_regions_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "trunc.tif"
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(100, 200, (512, 640, 3)).astype(np.uint8)
+    pixels[..., 1] //= 2
+    tifffile.imwrite(path, pixels, tile=(128, 128), photometric="rgb", compression="zlib")
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.6)])  # the last tiles are cut off
+    (summary,) = _run([path], tmp_path / "run", tissue="all")
+    assert summary["regions"]["failed"] and summary["regions"]["done"] >= 1
+    assert summary["regions"]["done"] + len(summary["regions"]["failed"]) == summary["regions"]["tissue"]

@@ -77,3 +77,13 @@ def test_sigkill_then_restart_equals_uninterrupted(slide: Path, reference: Path,
     assert_same_features(tmp_path / "r" / "features.zarr", reference / "features.zarr")
     feats = open_features(tmp_path / "r")
     assert len(feats.attrs["regions_done"]) == 64 and np.asarray(feats.valid[0][...]).all()
+
+
+def test_a_line_cut_by_a_kill_is_dropped_before_appending(tmp_path: Path) -> None:
+    from atlas_vision.slide.progress import ProgressLog
+
+    (tmp_path / "done-rank0.log").write_text("3\n12\n1")  # killed while writing "17\n"
+    assert read_done(tmp_path) == {3, 12}
+    with ProgressLog(tmp_path, rank=0) as log:
+        log.mark_done(7)
+    assert read_done(tmp_path) == {3, 7, 12}

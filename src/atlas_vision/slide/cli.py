@@ -139,6 +139,12 @@ def _map(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="atlas-vision slide map", description="re-draw heatmap.png")
     parser.add_argument("slide_dir", help="RUN_DIR/<slide_id>")
     parser.add_argument("--stage", type=int, help="stage for the PCA heatmap (default: last)")
+    parser.add_argument(
+        "--kind",
+        default="auto",
+        choices=("auto", "pca", "probabilities"),
+        help="auto: class probabilities for a classifier run, else PCA (default); --stage implies pca",
+    )
     parser.add_argument("--out", help="output PNG (default: SLIDE_DIR/heatmap.png)")
     args = parser.parse_args(argv)
     slide_dir = Path(args.slide_dir)
@@ -151,9 +157,9 @@ def _map(argv: list[str]) -> int:
     ds = float(features.attrs["downsample"])
     to_thumb = (thumb.shape[1] / w0 * ds, thumb.shape[0] / h0 * ds)
     out = Path(args.out) if args.out else slide_dir / "heatmap.png"
-    shown = render_heatmap_png(
-        out, thumb, features, to_thumb, f"{slide_dir.name} - {features.attrs['model']}", args.stage
-    )
+    kind = "pca" if args.stage is not None and args.kind == "auto" else args.kind
+    title = f"{slide_dir.name} - {features.attrs['model']}"
+    shown = render_heatmap_png(out, thumb, features, to_thumb, title, args.stage, kind=kind)
     print(f"{out}: {shown}")
     return 0
 

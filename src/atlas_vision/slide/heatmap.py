@@ -12,12 +12,18 @@ BLEND = 0.75  # heatmap opacity over tissue
 
 
 def _figure(thumb: np.ndarray, panels: int):
+    """A figure of ``panels`` image axes, two per row, sized to the thumbnail's aspect ratio."""
     from matplotlib.figure import Figure
 
     h, w = thumb.shape[:2]
-    panel_w = 6.0
-    fig = Figure(figsize=(panel_w * panels, panel_w * h / w + 0.9), dpi=130, layout="constrained")
-    return fig, fig.subplots(1, panels, squeeze=False)[0]
+    cols = min(2, panels)
+    rows = -(-panels // cols)
+    panel_w = 6.5
+    fig = Figure(figsize=(panel_w * cols + 0.8, (panel_w * h / w + 0.5) * rows + 0.4), dpi=120, layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[panels:]:
+        ax.set_axis_off()
+    return fig, axes[:panels]
 
 
 def _save(fig, path: Path) -> None:
@@ -63,12 +69,12 @@ def render_tissue_png(
     skipped = len(grid) - len(tissue_regions)
     right.set_title(
         f"tissue (green); regions: {len(done)} done (blue), {len(failed)} failed (red), {skipped} background skipped",
-        fontsize=9,
+        fontsize=10,
     )
     for ax in (left, right):
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=12)
     _save(fig, path)
 
 
@@ -125,9 +131,18 @@ def render_heatmap_png(
     title: str,
     stage: int | None = None,
     class_names: list[str] | None = None,
+    kind: str = "auto",
 ) -> str:
-    """Write ``heatmap.png``; returns what it shows (``"probabilities"`` or ``"pca stage i"``)."""
-    if features.region_probs is not None:
+    """Write ``heatmap.png``; returns what it shows (``"probabilities"`` or ``"pca stage i"``).
+
+    Args:
+        kind: ``auto`` (probabilities for a classifier run, else PCA), ``pca`` or ``probabilities``.
+    """
+    if kind not in ("auto", "pca", "probabilities"):
+        raise ValueError(f"heatmap kind must be auto, pca or probabilities, got {kind!r}")
+    if kind == "probabilities" and features.region_probs is None:
+        raise ValueError("this run has no class probabilities (no classifier); use the PCA heatmap")
+    if kind != "pca" and features.region_probs is not None:
         return _render_probabilities(path, thumb, features, target_to_thumb, title, class_names)
     stage = len(features.stages) - 1 if stage is None else stage
     if not -len(features.stages) <= stage < len(features.stages):
@@ -143,17 +158,17 @@ def render_heatmap_png(
     overlay[valid_t] = base[valid_t] * (1 - BLEND) + rgb_t[valid_t] * BLEND
     fig, (left, right) = _figure(thumb, 2)
     left.imshow(thumb)
-    left.set_title("thumbnail")
+    left.set_title("thumbnail", fontsize=11)
     right.imshow(overlay)
     right.set_title(
         f"features, stage {stage} (stride {stride} px): PCA components 1-3 as R, G, B "
         f"(similar colour = similar features)",
-        fontsize=9,
+        fontsize=10,
     )
     for ax in (left, right):
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=12)
     _save(fig, path)
     return f"pca stage {stage}"
 
@@ -182,15 +197,15 @@ def _render_probabilities(path, thumb, features, target_to_thumb, title, class_n
         overlay = base.copy()
         overlay[done_t] = base[done_t] * (1 - BLEND) + cmap(p_t[done_t])[:, :3] * BLEND
         image = ax.imshow(overlay)
-        ax.set_title(f"P({names[cls]}) per region; slide mean {mean[cls]:.2f}", fontsize=9)
+        ax.set_title(f"P({names[cls]}) per region (slide mean {mean[cls]:.2f})", fontsize=11)
     if image is not None:
         from matplotlib.cm import ScalarMappable
         from matplotlib.colors import Normalize
 
-        fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=list(axes[1:]), shrink=0.8, label="probability")
+        fig.colorbar(ScalarMappable(Normalize(0, 1), cmap), ax=list(axes), shrink=0.6, label="probability")
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=12)
     _save(fig, path)
     return "probabilities"

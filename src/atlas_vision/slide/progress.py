@@ -16,9 +16,22 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
 
+def _drop_partial_line(path: Path) -> None:
+    """Cut a last line that a kill left without its newline, so the next append starts a fresh line (else a cut
+    ``"1"`` followed by ``"7\n"`` would read as region 17)."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 class ProgressLog:
     def __init__(self, directory: Path, rank: int):
         directory.mkdir(parents=True, exist_ok=True)
+        for name in (f"done-rank{rank}.log", f"failed-rank{rank}.jsonl"):
+            _drop_partial_line(directory / name)
         self._done = open(directory / f"done-rank{rank}.log", "a", encoding="utf-8")  # noqa: SIM115
         self._failed = open(directory / f"failed-rank{rank}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
 

@@ -166,7 +166,14 @@ def _plan(path: Path, slide_dir: Path, reader, view: SlideView, sm: SlideModel, 
     }
     embed_dim = int(getattr(sm.model, "head_hidden_size", None) or sm.model.num_features)
     FeatureStore.create(
-        slide_dir / "features.zarr", grid, sm.strides, sm.channels, embed_dim, sm.num_classes, opt.dtype, attrs,
+        slide_dir / "features.zarr",
+        grid,
+        sm.strides,
+        sm.channels,
+        embed_dim,
+        sm.num_classes,
+        opt.dtype,
+        attrs,
         max_chunk=EXACT_CHUNK if opt.exact else None,
     )
     plan = {
