@@ -17,7 +17,12 @@ from types import ModuleType
 
 _REGISTRATION_MODULE = "atlas_vision.models.variants"  # importing it runs timm's @register_model decorators
 # models registered only when their (heavier) package is imported: name -> module that registers it
-ON_DEMAND: dict[str, str] = {"mixer_net": "atlas_vision.mixers"}
+ON_DEMAND: dict[str, str] = {
+    "mixer_net": "atlas_vision.mixers",
+    "slide_meanpool": "atlas_vision.slidelearn",
+    "slide_abmil": "atlas_vision.slidelearn",
+    "slide_atlas": "atlas_vision.slidelearn",
+}
 
 
 def _register() -> None:
@@ -73,7 +78,7 @@ def register_when_timm_is_imported() -> None:
 
 def ensure_registered(name: str) -> None:
     """Make ``timm.create_model(name)`` work for every model this package registers: the Atlas variants and the
-    on-demand ones (``mixer_net``, from :mod:`atlas_vision.mixers`).  Names of other libraries are left alone."""
+    on-demand ones (``mixer_net`` from :mod:`atlas_vision.mixers`, the ``slide_*`` heads from :mod:`atlas_vision.slidelearn`).  Names of other libraries are left alone."""
     import timm  # noqa: F401  (fires the hook: the Atlas variants)
 
     if name in ON_DEMAND:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("atlas_vision.models.cli_convert", "convert the authors' reference checkpoint into a hub folder"),
     "export": ("atlas_vision.export.cli", "export a run or hub folder: hub folder, ONNX, torch.export"),
     "slide": ("atlas_vision.slide.cli", "whole-slide images: `slide info|embed|map|synth` (features.zarr, heatmaps)"),
+    "slide-demo": ("atlas_vision.slidelearn.cli_demo", "demo: train 3 slide heads on synthetic slides"),
 }
 
 

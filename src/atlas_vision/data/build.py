@@ -82,6 +82,10 @@ def build_datasets(cfg: DataConfig, seed: int) -> Datasets:
         data = _folder(cfg)
         log.info("data transforms: %s", data.transforms)
         return data
+    if cfg.task == "slide_features":
+        from atlas_vision.slidelearn.data_task import slide_feature_datasets
+
+        return slide_feature_datasets(cfg, seed)
     if cfg.task == "fake":
         fake_train = FakeDataset(cfg.train_samples, "train", seed, cfg.img_size, cfg.fake_classes)
         fake_val = FakeDataset(cfg.val_samples, "val", seed, cfg.img_size, cfg.fake_classes)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-TASKS: tuple[str, ...] = ("longrange", "pathfinder", "folder", "fake")
+TASKS: tuple[str, ...] = ("longrange", "pathfinder", "folder", "fake", "slide_features")
 DIFFICULTIES: dict[str, int] = {"easy": 6, "intermediate": 9, "hard": 14}  # Pathfinder contour length (paddles)
 PATHFINDER_SIZES: tuple[int, ...] = (32, 64, 128, 256)
 LONGRANGE_MIN_SIZE, LONGRANGE_MAX_SIZE = 64, 4096
@@ -77,6 +77,11 @@ class DataConfig:
         cache_dir: procedural tasks: if set, every sample is generated once into a ``.npy`` file in this
             directory (keyed by all generation parameters) and read back memory-mapped afterwards; ``None``
             generates on the fly.  Mind the size: ``samples * h * w * channels`` bytes per split.
+        labels_csv: slide_features task: the CSV ``slide_id,label[,split]``; ``None`` = ``ROOT/labels.csv``.
+            ``root`` holds ``<slide_id>/features.zarr`` and ``img_size`` is the padded grid size in cells (see
+            ``docs/slide-learning.md``).
+        feature_stage: slide_features task: which stage of ``features.zarr`` to read.
+        val_fraction: slide_features task without a ``split`` column: fraction of each class held out for val.
     """
 
     task: str = "longrange"
@@ -99,6 +104,9 @@ class DataConfig:
     strict: bool = False
     num_workers: int = 2
     cache_dir: str | None = None
+    labels_csv: str | None = None
+    feature_stage: int = 0
+    val_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         self.img_size = _pair(self.img_size, "img_size", int)
@@ -132,6 +140,11 @@ class DataConfig:
         self._check_task_keys()
         if self.task == "folder" and not self.root:
             raise ValueError("root must be set for task='folder' (a directory with train/ and val/ class folders)")
+        if self.task == "slide_features" and not self.root:
+            raise ValueError("root must be set for task='slide_features' (a directory of <slide_id>/features.zarr)")
+        _int_at_least("feature_stage", self.feature_stage, 0)
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if self.object_size and self.task == "longrange" and self.object_size > min(self.img_size) // 4:
             raise ValueError(
                 f"object_size must be at most min(img_size) // 4 = {min(self.img_size) // 4} for task='longrange' "

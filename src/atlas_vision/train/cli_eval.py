@@ -98,6 +98,10 @@ def main(argv: list[str]) -> int:
         width = max(len(n) for n in report["class_names"])
         for name, acc in report["per_class_accuracy"].items():
             print(f"  {name:<{width}}  {acc:6.2f}%")
+        if "slide_metrics" in report:
+            from atlas_vision.slidelearn.metrics import format_slide_metrics
+
+            print(format_slide_metrics(report["slide_metrics"]))
         if "out" in report:
             print(f"wrote {report['out']}/eval.json, confusion_matrix.json, confusion_matrix.png")
     return 0

@@ -122,6 +122,12 @@ def evaluate_checkpoint(
             resolve_precision(precision, ctx.device),
         )
         report = result.to_json()
+        if data_cfg.task == "slide_features":  # accuracy, balanced accuracy, ROC-AUC, per class
+            from atlas_vision.slidelearn.evaluation import evaluate_slides
+
+            report["slide_metrics"] = evaluate_slides(
+                loaded.model, loader, ctx, list(datasets.class_names), resolve_precision(precision, ctx.device)
+            )
         report.update(checkpoint=str(loaded.path), data=to_dict(data_cfg), ema=ema)
         if ctx.is_main and out != "":
             out_dir = Path(out) if out is not None else run_dir_of(loaded.path) / "eval"
