@@ -24,6 +24,8 @@ AUTO_AUGMENT_KINDS: tuple[str, ...] = ("rand", "augmix", "original", "originalr"
 CROPS: tuple[str, ...] = ("random_resized", "whole")
 TENSOR_INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic")  # what resizing a [C, H, W] tensor offers
 TASK_CHANNELS: dict[str, int] = {"longrange": 3, "pathfinder": 1, "fake": 3}  # procedural tasks: fixed channels
+# tasks whose channel count is read from the data (slide feature grids: feature width + 1 mask channel)
+DATA_CHANNEL_TASKS: tuple[str, ...] = ("slide_features",)
 PROCEDURAL_ONLY_KEYS: tuple[str, ...] = (
     "train_samples",
     "val_samples",
@@ -193,6 +195,13 @@ class DataConfig:
         for name in FOLDER_ONLY_KEYS:
             if getattr(self, name) != defaults[name].default:
                 raise ValueError(f"{name} does nothing for task={self.task!r} (folder task only); remove data.{name}")
+        if self.task in DATA_CHANNEL_TASKS:  # features read from files: the procedural knobs do nothing
+            for name in PROCEDURAL_ONLY_KEYS:
+                if getattr(self, name) != defaults[name].default:
+                    raise ValueError(
+                        f"{name} = {getattr(self, name)!r} does nothing for task={self.task!r}; remove data.{name}"
+                    )
+            return
         own = TASK_CHANNELS[self.task]
         if self.in_chans is not None and self.in_chans != own:
             raise ValueError(
@@ -201,10 +210,13 @@ class DataConfig:
             )
 
     @property
-    def channels(self) -> int:
-        """Image channels of this task: ``in_chans`` if set, else the task's own (3; 1 for pathfinder)."""
+    def channels(self) -> int | None:
+        """Image channels of this task: ``in_chans`` if set, else the task's own (3; 1 for pathfinder), or ``None``
+        for a task whose channels are read from its files (``slide_features``)."""
         if self.in_chans is not None:
             return self.in_chans
+        if self.task in DATA_CHANNEL_TASKS:
+            return None
         return TASK_CHANNELS.get(self.task, 3)
 
     @property

@@ -258,12 +258,13 @@ def _build(cfg: TrainConfig, ctx: DistContext, run_dir: RunDir, claim: RunDirCla
         )
     if cfg.run.resume:
         check_resume_fits(find_checkpoint(cfg.run.resume), cfg, data)
-    if data.in_chans != cfg.data.channels:  # the data and the model must agree on the channel count
+    channels = data.in_chans if cfg.data.channels is None else cfg.data.channels  # None: the files decide
+    if data.in_chans != channels:  # the data and the model must agree on the channel count
         raise ValueError(
             f"config key 'data.in_chans': the {cfg.data.task} data gives {data.in_chans}-channel images, "
             f"data.in_chans asks for {cfg.data.channels}"
         )
-    model = build_model(cfg.model, data.num_classes, cfg.data.channels, ctx.device)
+    model = build_model(cfg.model, data.num_classes, channels, ctx.device)
     train_loader, sampler = create_train_loader(
         data.train, cfg.optim.batch_size, cfg.data.num_workers, cfg.run.seed, ctx
     )
