@@ -11,17 +11,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--params", action="store_true", help="also build each model and print its parameter count")
     args = parser.parse_args(argv)
 
-    from atlas_vision.models import VARIANT_CONFIGS, list_models
+    from atlas_vision.models import VARIANT_CONFIGS, VARIANT_CONFIGS_3D, list_models, model_class
 
     for name in list_models(args.pattern):
         line = name
         if args.params:
             import torch
 
-            from atlas_vision.models import Atlas
-
+            config = VARIANT_CONFIGS.get(name) or VARIANT_CONFIGS_3D[name]
             with torch.device("meta"):
-                model = Atlas(VARIANT_CONFIGS[name])
+                model = model_class(config)(config)
             line += f"\t{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params (1000 classes)"
         print(line)
     return 0

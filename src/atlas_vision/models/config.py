@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 from atlas_vision.layers import Communication
-from atlas_vision.ops import Backend, PoolOp, Size2D, to_2tuple
+from atlas_vision.ops import Backend, PoolOp, Size2D, SizeND, to_ntuple
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,10 +52,14 @@ class AtlasConfig:
     num_classes: int = 1000
     backend: Backend = Backend.AUTO
 
+    # axes of the token grid (a class constant, not a field): 2 for images; Atlas3DConfig sets 3
+    ndim: ClassVar[int] = 2
+
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen dataclass: normalise once, here
-        set_(self, "window_size", to_2tuple(self.window_size, "window_size"))
-        set_(self, "pool_stride", to_2tuple(self.pool_stride, "pool_stride"))
+        set_(self, "window_size", to_ntuple(self.window_size, self.ndim, "window_size"))
+        set_(self, "pool_stride", to_ntuple(self.pool_stride, self.ndim, "pool_stride"))
+        self._normalise_patch()
         for name, enum in (("pool_op", PoolOp), ("communication", Communication), ("backend", Backend)):
             value = getattr(self, name)
             try:
@@ -80,11 +85,8 @@ class AtlasConfig:
         need(len(self.depths) >= 1, "depths needs at least one stage")
         need(all(d >= 1 for d in self.depths), f"every stage needs >= 1 block, got depths={self.depths}")
         need(self.mlp_ratio > 0, f"mlp_ratio must be > 0, got {self.mlp_ratio}")
-        need(
-            self.patch_size in (4, 8, 16, 32),
-            f"patch_size must be one of 4, 8, 16, 32 (the stem halves the image log2(P) times), got {self.patch_size}",
-        )
-        stem_stages = int(math.log2(self.patch_size)) - 2
+        self._validate_patch(need)
+        stem_stages = self.stem_stages
         need(
             self.embed_dim % 2**stem_stages == 0,
             f"embed_dim={self.embed_dim} must be divisible by {2**stem_stages} for patch_size={self.patch_size}",
@@ -102,6 +104,25 @@ class AtlasConfig:
         need(self.in_chans >= 1, f"in_chans must be >= 1, got {self.in_chans}")
         need(self.num_classes >= 0, f"num_classes must be >= 0, got {self.num_classes}")
 
+    def _normalise_patch(self) -> None:
+        """Hook for subclasses whose ``patch_size`` has one entry per axis (2-D Atlas: a single int)."""
+
+    def _validate_patch(self, need) -> None:
+        need(
+            self.patch_size in (4, 8, 16, 32),
+            f"patch_size must be one of 4, 8, 16, 32 (the stem halves the image log2(P) times), got {self.patch_size}",
+        )
+
+    @property
+    def patch_sides(self) -> SizeND:
+        """Pixels (voxels) per token along each axis of the grid."""
+        return (self.patch_size,) * self.ndim
+
+    @property
+    def stem_stages(self) -> int:
+        """Width-doubling stages of the stem after its first /4 (``log2(max patch side) - 2``)."""
+        return int(math.log2(max(self.patch_sides))) - 2
+
     @property
     def num_stages(self) -> int:
         return len(self.depths)
@@ -116,7 +137,7 @@ class AtlasConfig:
 
     def stage_reduction(self, stage: int) -> int:
         """Pixels per token (height) of the finest scale of ``stage``."""
-        return self.patch_size * self.pool_stride[0] ** self.stage_first_scale(stage)
+        return self.patch_sides[-2] * self.pool_stride[-2] ** self.stage_first_scale(stage)
 
     @classmethod
     def field_names(cls) -> list[str]:
