@@ -70,16 +70,14 @@ class Atlas(nn.Module):
 
     ndim: ClassVar[int] = 2  # axes of the input grid (2: images [B, C, H, W])
     input_kind: ClassVar[str] = "image"
-    input_axes: ClassVar[str] = "[B, C, H, W]"
+    input_batch: ClassVar[str] = "an image batch [B, C, H, W]"
     size_names: ClassVar[str] = "height and width"
     wrong_rank_hints: ClassVar[dict[int, str]] = {
         5: " -- a 5-D tensor looks like a volume batch [B, C, D, H, W]; use a 3-D model (e.g. atlas3d_small)"
     }
     output_fmts: ClassVar[dict[str, bool]] = {"NCHW": True, "NHWC": False}  # name -> channels first
 
-    def __init__(
-        self, config: AtlasConfig, *, device: torch.device | None = None, dtype: torch.dtype | None = None
-    ):
+    def __init__(self, config: AtlasConfig, *, device: torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
         if config.ndim != self.ndim:
             raise ValueError(
@@ -163,7 +161,7 @@ class Atlas(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dim() != self.ndim + 2:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             hint = self.wrong_rank_hints.get(x.dim(), "") if isinstance(x, torch.Tensor) else ""
-            raise ValueError(f"expected an {self.input_kind} batch {self.input_axes}, got {shape}{hint}")
+            raise ValueError(f"expected {self.input_batch}, got {shape}{hint}")
         if x.shape[1] != self.in_chans:
             raise ValueError(
                 f"expected {self.in_chans} input channels (in_chans={self.in_chans}), got {x.shape[1]} "
@@ -284,7 +282,9 @@ class Atlas(nn.Module):
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         if global_pool not in (None, "", "avg"):
-            raise ValueError(f"Atlas pools by token mean only; global_pool must be None, '' or 'avg', got {global_pool!r}")
+            raise ValueError(
+                f"Atlas pools by token mean only; global_pool must be None, '' or 'avg', got {global_pool!r}"
+            )
         self.num_classes = num_classes
         like = next(self.parameters())  # keep the model's device and dtype
         if num_classes > 0:

@@ -73,7 +73,7 @@ class Atlas3D(Atlas):
 
     ndim: ClassVar[int] = 3
     input_kind: ClassVar[str] = "volume"
-    input_axes: ClassVar[str] = "[B, C, D, H, W]"
+    input_batch: ClassVar[str] = "a volume batch [B, C, D, H, W]"
     size_names: ClassVar[str] = "depth, height and width"
     wrong_rank_hints: ClassVar[dict[int, str]] = {
         4: " -- a 4-D tensor looks like a 2-D image batch [B, C, H, W]; this is a 3-D model: add a depth axis "
