@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-TASKS: tuple[str, ...] = ("longrange", "pathfinder", "folder", "fake")
+TASKS: tuple[str, ...] = ("longrange", "pathfinder", "folder", "fake", "longrange3d", "volume")
+VOLUME_TASKS: tuple[str, ...] = ("longrange3d", "volume")  # 3-D tasks: see data/volume_build.py
 DIFFICULTIES: dict[str, int] = {"easy": 6, "intermediate": 9, "hard": 14}  # Pathfinder contour length (paddles)
 PATHFINDER_SIZES: tuple[int, ...] = (32, 64, 128, 256)
 LONGRANGE_MIN_SIZE, LONGRANGE_MAX_SIZE = 64, 4096
@@ -52,6 +53,11 @@ class DataConfig:
         strict: folder task: ``True`` raises on the first unreadable image (naming the file); ``False`` skips it
             (``__getitem__`` returns ``None``; use ``collate_skip_none``) and logs one warning per file.
         num_workers: DataLoader worker processes (0 loads in the main process).
+        volume_size: 3-D tasks (``longrange3d``: procedural volumes; ``volume``: NIfTI/.npy files listed in
+            ``root/train.csv`` and ``root/val.csv``): ``(d, h, w)`` voxels the model sees (random crop + flips with
+            probability ``hflip`` per axis for training, centre crop for evaluation; zero-padded where smaller).
+        intensity: ``volume`` task: a CT window (``"ct-soft-tissue"``, ``"ct-lung"``, ``"ct-bone"``, ``"ct-brain"``,
+            ``"ct-abdomen"``), ``"LOW,HIGH"`` (clip, map to [-1, 1]), ``"zscore"``, ``"minmax"`` or ``"none"``.
         cache_dir: procedural tasks: if set, every sample is generated once into a ``.npy`` file in this
             directory (keyed by all generation parameters) and read back memory-mapped afterwards; ``None``
             generates on the fly.  Mind the size: ``samples * h * w * channels`` bytes per split.
@@ -74,6 +80,8 @@ class DataConfig:
     strict: bool = False
     num_workers: int = 2
     cache_dir: str | None = None
+    volume_size: tuple[int, int, int] = (64, 64, 64)
+    intensity: str = "none"
 
     def __post_init__(self) -> None:
         self.img_size = _pair(self.img_size, "img_size", int)
@@ -98,6 +106,12 @@ class DataConfig:
                 f"auto_augment must be None or a timm auto-augment string starting with one of "
                 f"{', '.join(AUTO_AUGMENT_KINDS)} (e.g. 'rand-m9-mstd0.5-inc1'), got {self.auto_augment!r}"
             )
+        if self.task in VOLUME_TASKS:
+            from atlas_vision.data.volume_build import check_volume_config
+
+            self.volume_size = tuple(self.volume_size)
+            check_volume_config(self)
+            return
         self._check_img_size()
         if self.task == "folder" and not self.root:
             raise ValueError("root must be set for task='folder' (a directory with train/ and val/ class folders)")
@@ -123,6 +137,11 @@ class DataConfig:
                 )
         elif h < 8 or w < 8:
             raise ValueError(f"img_size must have both sides >= 8, got {self.img_size}")
+
+    @property
+    def input_size(self) -> tuple[int, ...]:
+        """Spatial size of the model input: ``volume_size`` for the 3-D tasks, ``img_size`` otherwise."""
+        return tuple(self.volume_size) if self.task in VOLUME_TASKS else tuple(self.img_size)
 
     @property
     def contour_length(self) -> int:

@@ -210,7 +210,7 @@ class Trainer:
             clip_grad=cfg.optim.clip_grad,
             accum=self.layout.accum,
             ctx=ctx,
-            dummy_chw=(self.data.in_chans, *cfg.data.img_size),
+            dummy_chw=(self.data.in_chans, *cfg.data.input_size),
         )
 
     def _prepare_run_dir(self) -> MetricsLog:
@@ -239,12 +239,10 @@ class Trainer:
             self.precision.name,
             ctx.world_size,
         )
-        h, w = cfg.data.img_size
         log.info(
-            "data %s %dx%d: %d train / %d val images, %d classes",
+            "data %s %s: %d train / %d val images, %d classes",
             cfg.data.task,
-            h,
-            w,
+            "x".join(str(v) for v in cfg.data.input_size),
             len(d.train),
             len(d.val),
             d.num_classes,
