@@ -81,11 +81,11 @@ def test_min_and_max_scales():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(grid=(16, 16), window=6, stride=4), "divisible"),
-        (dict(grid=(16, 16), window=8, stride=1), "stride"),
-        (dict(grid=(0, 16), window=8, stride=2), "at least 1x1"),
-        (dict(grid=(16, 16), window=(8, 8, 8), stride=2), "window"),
-        (dict(grid=(16, 16), window=8, stride=2, min_scales=0), "min_scales"),
+        ({"grid": (16, 16), "window": 6, "stride": 4}, "divisible"),
+        ({"grid": (16, 16), "window": 8, "stride": 1}, "stride"),
+        ({"grid": (0, 16), "window": 8, "stride": 2}, "at least 1x1"),
+        ({"grid": (16, 16), "window": (8, 8, 8), "stride": 2}, "window"),
+        ({"grid": (16, 16), "window": 8, "stride": 2, "min_scales": 0}, "min_scales"),
     ],
 )
 def test_invalid_geometry_raises_value_error_with_values(kwargs, message):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from tolerances import tol
 
 import atlas_vision.ops.windows as windows_module
 from atlas_vision.ops import MultiScaleLayout, PoolOp, bottomup_attention, summarize, topdown_attention
 from atlas_vision.ops.split import _plan as _split_plan
-from atlas_vision.ops.split import split_topdown_attention
-from tolerances import tol
+from atlas_vision.ops.split import split_bottomup_attention, split_topdown_attention
 
 # (batch, grid, window, stride, heads, head_dim): non-square, not divisible, batch 1 and 3, odd head dims
 SHAPES = [
@@ -65,11 +65,12 @@ def test_topdown_fast_matches_reference(case, dtype, backend):
     qs, ks, vs = _maps(layout, b, n, d, dtype)
     for scale in range(layout.num_scales):
         for num_keys in {1, layout.num_scales - scale}:
-            def run(q, *kv, backend):
+
+            def run(q, *kv, backend, num_keys=num_keys, scale=scale):
                 keys, values = kv[:num_keys], kv[num_keys:]
                 return topdown_attention(q, keys, values, layout, scale, backend=backend)
 
-            inputs = [qs[scale], *ks[scale: scale + num_keys], *vs[scale: scale + num_keys]]
+            inputs = [qs[scale], *ks[scale : scale + num_keys], *vs[scale : scale + num_keys]]
             _compare(
                 lambda *t: run(*t, backend=backend), lambda *t: run(*t, backend="reference"), inputs, dtype, backend
             )
@@ -89,7 +90,7 @@ def test_split_pytorch_fallback_matches_reference(case, dtype):
     for scale in range(layout.num_scales):
         num_keys = layout.num_scales - scale
 
-        def run(q, *kv, kernel):
+        def run(q, *kv, kernel, num_keys=num_keys, scale=scale):
             keys, values = kv[:num_keys], kv[num_keys:]
             if kernel is None:
                 return topdown_attention(q, keys, values, layout, scale, backend="reference")
@@ -120,18 +121,37 @@ def test_nested_window_order_round_trip_and_grouping(grid, window, stride):
             assert len(ancestors) <= 1, (m, fine, ancestors)
 
 
+@pytest.mark.parametrize("backend", ["sdpa", "split"])
 @pytest.mark.parametrize("case,dtype", CASES, ids=_case_id)
-def test_bottomup_fast_matches_reference(case, dtype):
+def test_bottomup_fast_matches_reference(case, dtype, backend):
     b, grid, window, stride, n, d = case
     layout = MultiScaleLayout.from_grid(grid, window, stride, min_scales=2)
     qs, ks, vs = _maps(layout, b, n, d, dtype)
     for scale in range(1, layout.num_scales):
         inputs = [qs[scale], ks[scale - 1], vs[scale - 1]]
         _compare(
-            lambda q, k, v: bottomup_attention(q, k, v, layout, scale, backend="sdpa"),
-            lambda q, k, v: bottomup_attention(q, k, v, layout, scale, backend="reference"),
+            lambda q, k, v, scale=scale: bottomup_attention(q, k, v, layout, scale, backend=backend),
+            lambda q, k, v, scale=scale: bottomup_attention(q, k, v, layout, scale, backend="reference"),
             inputs,
             dtype,
+            backend,
+        )
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("case", SPLIT_FALLBACK_CASES, ids=_id)
+def test_split_bottomup_pytorch_fallback_matches_reference(case, dtype):
+    """The split backend's bottom-up pass without the fused CPU kernel (the path used off-CPU)."""
+    b, grid, window, stride, n, d = case
+    layout = MultiScaleLayout.from_grid(grid, window, stride, min_scales=2)
+    qs, ks, vs = _maps(layout, b, n, d, dtype)
+    for scale in range(1, layout.num_scales):
+        _compare(
+            lambda q, k, v, scale=scale: split_bottomup_attention(q, k, v, layout, scale, use_kernel=False),
+            lambda q, k, v, scale=scale: bottomup_attention(q, k, v, layout, scale, backend="reference"),
+            [qs[scale], ks[scale - 1], vs[scale - 1]],
+            dtype,
+            "split",
         )
 
 
@@ -145,7 +165,9 @@ def test_gradcheck_fast_path_float64(backend):
         fast_mode=True,
     )
     assert torch.autograd.gradcheck(
-        lambda q, k, v: bottomup_attention(q, k, v, layout, 1), (qs[1], ks[0], vs[0]), fast_mode=True
+        lambda q, k, v: bottomup_attention(q, k, v, layout, 1, backend=backend),
+        (qs[1], ks[0], vs[0]),
+        fast_mode=True,
     )
 
 
@@ -187,7 +209,7 @@ def test_topdown_routes_each_window_to_its_spatial_ancestor(backend):
     assert raster != expected
 
 
-@pytest.mark.parametrize("backend", ["sdpa", "reference"])
+@pytest.mark.parametrize("backend", ["sdpa", "split", "reference"])
 def test_bottomup_reads_only_the_source_window(backend):
     layout = MultiScaleLayout.from_grid((20, 28), 8, 4)  # 20x28 (3x4 windows of 8x8) -> 5x7 (single window)
     qs, ks, vs = _maps(layout, 2, 2, 4, torch.float64, requires_grad=False)
@@ -205,7 +227,7 @@ def test_results_do_not_depend_on_padding_content(monkeypatch, backend):
     assert any(g.needs_padding for g in layout.scales)
     qs, ks, vs = _maps(layout, 2, 2, 8, torch.float32, requires_grad=False)
     clean_td = topdown_attention(qs[0], ks, vs, layout, 0, backend=backend)
-    clean_bu = bottomup_attention(qs[2], ks[1], vs[1], layout, 2)
+    clean_bu = bottomup_attention(qs[2], ks[1], vs[1], layout, 2, backend=backend)
     real_pad = windows_module.pad_grid
 
     def pad_with_garbage(x, padded):
@@ -218,7 +240,7 @@ def test_results_do_not_depend_on_padding_content(monkeypatch, backend):
 
     monkeypatch.setattr(windows_module, "pad_grid", pad_with_garbage)
     torch.testing.assert_close(topdown_attention(qs[0], ks, vs, layout, 0, backend=backend), clean_td)
-    torch.testing.assert_close(bottomup_attention(qs[2], ks[1], vs[1], layout, 2), clean_bu)
+    torch.testing.assert_close(bottomup_attention(qs[2], ks[1], vs[1], layout, 2, backend=backend), clean_bu)
 
 
 @pytest.mark.parametrize("op", list(PoolOp))
@@ -228,7 +250,7 @@ def test_summarize_ceil_mode_pools_only_real_tokens(op):
     assert out.shape == (2, 2, 3, 3)
     for r in range(2):
         for c in range(3):
-            block = x[:, 4 * r: 4 * r + 4, 4 * c: 4 * c + 4]
+            block = x[:, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4]
             want = block.amax(dim=(1, 2)) if op is PoolOp.MAX else block.mean(dim=(1, 2))
             torch.testing.assert_close(out[:, r, c], want)
 
@@ -262,7 +284,7 @@ def test_fast_paths_on_test_device_match_float64_reference(backend, dtype):
 
     def run(tensors, backend_name, device, run_dtype):
         leaves = [t.to(device=device, dtype=run_dtype).requires_grad_() for t in tensors]
-        q, keys, values = leaves[0], leaves[1: 1 + layout.num_scales], leaves[1 + layout.num_scales:]
+        q, keys, values = leaves[0], leaves[1 : 1 + layout.num_scales], leaves[1 + layout.num_scales :]
         out = topdown_attention(q, keys, values, layout, 0, backend=backend_name)
         grads = torch.autograd.grad(out, leaves, grad.to(device=device, dtype=run_dtype))
         return [t.double().cpu() for t in (out, *grads)]

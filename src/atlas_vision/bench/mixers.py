@@ -19,8 +19,8 @@ from atlas_vision.bench.common import BenchSettings
 from atlas_vision.bench.plots import plot_accuracy_vs_time, plot_time_vs_tokens
 from atlas_vision.bench.report import ENV_COLUMNS, env_metadata, write_csv
 from atlas_vision.bench.speed import measure_block_stack
-from atlas_vision.mixers import MixerKind, MixerNetConfig
-from atlas_vision.ops import Size2D
+from atlas_vision.mixers import MixerKind, MixerNetConfig, WindowConfig
+from atlas_vision.ops import Size2D, to_2tuple
 
 MEASURE_COLUMNS: tuple[str, ...] = (
     "measure",
@@ -53,7 +53,8 @@ class MixerShape:
 
     Attributes:
         dim, depth, num_heads, patch_size: as in :class:`~atlas_vision.mixers.MixerNetConfig`.
-        window: window of window / swin / hat / msa (``K = kh * kw`` tokens).
+        window: window of window / swin / hat / msa (``K = kh * kw`` tokens); also the ``window`` column of every
+            row (the shared shape, whichever mixer).
         pool_stride: MSA pooling stride.
         segment_length: dilated attention's first segment (``None`` = ``K``, the same tokens per attention group
             as a window).
@@ -82,7 +83,7 @@ class MixerShape:
         if mixer is MixerKind.DILATED:
             kwargs["segment_length"] = self.segment_length or self.window[0] * self.window[1]
         kwargs.update(overrides)
-        MixerNetConfig(**kwargs)  # fail early, with the config's message
+        MixerNetConfig.from_options(**kwargs)  # fail early, with the config's message
         return kwargs
 
 
@@ -109,6 +110,11 @@ def _grid_text(size: Size2D) -> str:
     return f"{size[0]}x{size[1]}"
 
 
+def _window_text(net_kwargs: dict[str, Any]) -> str:
+    """The ``window`` column: the shape's window whichever the mixer (the network's default when not given)."""
+    return _grid_text(to_2tuple(net_kwargs.get("window", WindowConfig().window), "window"))
+
+
 def run_variants(
     variants: list[Variant],
     grids: tuple[Size2D, ...],
@@ -121,7 +127,8 @@ def run_variants(
     rows: list[dict[str, Any]] = []
     speed_env = env_metadata(settings.device, settings.dtype, settings.seeds[0])
     for variant in variants:
-        config = MixerNetConfig(**variant.net_kwargs, num_classes=0)
+        config = MixerNetConfig.from_options(**variant.net_kwargs, num_classes=0)
+        window = _window_text(variant.net_kwargs)
         for grid in grids:
             result = measure_block_stack(
                 config,
@@ -142,7 +149,7 @@ def run_variants(
                 "dim": config.dim,
                 "depth": config.depth,
                 "heads": config.num_heads,
-                "window": _grid_text(config.window),
+                "window": window,
                 "batch": batch,
                 **result.row(),
                 **speed_env,
@@ -155,10 +162,11 @@ def run_variants(
             )
     if budget is None:
         return rows
-    p = MixerNetConfig(**variants[0].net_kwargs).patch_size if variants else 1
+    p = MixerNetConfig.from_options(**variants[0].net_kwargs).patch_size if variants else 1
     tokens = -(-budget.img_size[0] // p) * -(-budget.img_size[1] // p)
     for variant in variants:
-        config = MixerNetConfig(**variant.net_kwargs, num_classes=0)
+        config = MixerNetConfig.from_options(**variant.net_kwargs, num_classes=0)
+        window = _window_text(variant.net_kwargs)
         for seed in settings.seeds:
             run_dir = settings.out / "runs" / f"{variant.name}-s{seed}"
             summary = train_and_evaluate(
@@ -172,7 +180,7 @@ def run_variants(
                     "dim": config.dim,
                     "depth": config.depth,
                     "heads": config.num_heads,
-                    "window": _grid_text(config.window),
+                    "window": window,
                     "batch": budget.batch_size,
                     "params": summary.get("num_params"),
                     "status": "ok",

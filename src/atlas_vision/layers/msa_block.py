@@ -18,7 +18,7 @@ from __future__ import annotations
 from enum import Enum
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from atlas_vision.layers.scale_block import ScaleBlock
 from atlas_vision.ops import Backend, MultiScaleLayout, PoolOp, bottomup_attention, summarize, topdown_attention
@@ -90,7 +90,7 @@ class MSABlock(nn.Module):
         self.communication = Communication(communication)
         self.pool_op = PoolOp(pool_op)
         self.ndim = ndim
-        self.backend = Backend(backend)
+        self.backend = Backend.parse(backend)
         self.scale_blocks = nn.ModuleList(
             ScaleBlock(
                 dim, num_heads, mlp_ratio, qkv_bias, drop_path, pos_embed_hidden, ndim=ndim, device=device, dtype=dtype
@@ -120,7 +120,9 @@ class MSABlock(nn.Module):
         if layout.ndim != self.ndim:
             raise ValueError(f"this MSA block is built for {self.ndim}-D token grids, got a {layout.ndim}-D layout")
         if self.communication is Communication.SINGLE_SCALE and num_scales - first_scale != 1:
-            raise ValueError(f"single-scale communication needs exactly one active scale, got {num_scales - first_scale}")
+            raise ValueError(
+                f"single-scale communication needs exactly one active scale, got {num_scales - first_scale}"
+            )
         xs = list(xs)
         active = range(first_scale, num_scales)
         mode = self.communication

@@ -7,7 +7,7 @@ same window-local pattern in each window, a single-window scale gets image-globa
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from atlas_vision.ops import ScaleGeometry
 

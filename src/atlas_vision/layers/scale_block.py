@@ -8,8 +8,8 @@ bottom-up update of its scale; K/V of a scale are always made by that scale's ow
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 from timm.layers import DropPath, Mlp
+from torch import nn
 
 from atlas_vision.layers.pos_embed import WindowPosEmbed
 

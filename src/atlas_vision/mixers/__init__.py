@@ -16,28 +16,51 @@ kind        module                                    what
 =========== ========================================= =================================================
 """
 
+from atlas_vision.mixers.config import (
+    MIXER_CONFIGS,
+    Composition,
+    DilatedConfig,
+    GlobalConfig,
+    HatConfig,
+    MambaConfig,
+    MixerConfig,
+    MixerKind,
+    MixerNetConfig,
+    MSAConfig,
+    SwinConfig,
+    WindowConfig,
+)
 from atlas_vision.mixers.dilated import DilatedAttention, dilated_attention, geometric_schedule
 from atlas_vision.mixers.global_attention import GlobalAttention
 from atlas_vision.mixers.hat import HierarchicalAttention
 from atlas_vision.mixers.mamba import MambaVisionMixer, selective_scan, selective_scan_reference
-from atlas_vision.mixers.msa import Composition, MultiScaleBody
-from atlas_vision.mixers.net import MixerBlock, MixerKind, MixerNet, MixerNetConfig, build_mixer, mixer_net
+from atlas_vision.mixers.msa import MultiScaleBody
+from atlas_vision.mixers.net import MixerBlock, MixerNet, build_mixer, mixer_net
 from atlas_vision.mixers.swin import ShiftedWindowAttention
 from atlas_vision.mixers.window import WindowAttention, windowed_attention
 
 __all__ = [
+    "MIXER_CONFIGS",
     "Composition",
     "DilatedAttention",
+    "DilatedConfig",
     "GlobalAttention",
+    "GlobalConfig",
+    "HatConfig",
     "HierarchicalAttention",
+    "MSAConfig",
+    "MambaConfig",
     "MambaVisionMixer",
     "MixerBlock",
+    "MixerConfig",
     "MixerKind",
     "MixerNet",
     "MixerNetConfig",
     "MultiScaleBody",
     "ShiftedWindowAttention",
+    "SwinConfig",
     "WindowAttention",
+    "WindowConfig",
     "build_mixer",
     "dilated_attention",
     "geometric_schedule",

@@ -6,7 +6,8 @@ Token maps are ``[B, H, W, C]`` (channels last); per-head maps are ``[B, H, W, n
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+import torch.nn.functional as F
+from torch import nn
 
 
 def check_token_map(x: torch.Tensor, dim: int, name: str) -> None:
@@ -47,6 +48,15 @@ class QKVProjection(nn.Module):
         """``[..., C]`` -> ``(q, k, v)``, each ``[..., n, d]``."""
         qkv = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim))  # [..., 3, n, d]
         return qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+
+    def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[..., C]`` -> ``(k, v)``, each ``[..., n, d]``: the k and v rows of the projection only (no queries)."""
+        dim = self.num_heads * self.head_dim
+        bias = None if self.qkv.bias is None else self.qkv.bias[dim:]
+        kv = F.linear(x, self.qkv.weight[dim:], bias).unflatten(
+            -1, (2, self.num_heads, self.head_dim)
+        )  # [..., 2, n, d]
+        return kv[..., 0, :, :], kv[..., 1, :, :]
 
     def merge(self, out: torch.Tensor) -> torch.Tensor:
         """``[..., n, d]`` -> ``[..., C]`` through the output projection."""

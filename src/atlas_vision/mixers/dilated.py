@@ -22,7 +22,7 @@ Cost per branch ~ ``N * w_i / r_i`` per head, i.e. ``O(N * w_0)`` per branch and
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from atlas_vision.mixers._common import QKVProjection, check_token_map
 

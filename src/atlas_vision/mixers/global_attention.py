@@ -7,8 +7,8 @@ memory-efficient kernels where PyTorch has them for the device and dtype).
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from atlas_vision.mixers._common import QKVProjection, check_token_map
 

@@ -19,7 +19,8 @@ Differences from FasterViT's code, all deliberate (the benchmark network is unif
 * no position encodings inside the mixer (FasterViT adds an MLP position embedding to tokens and carriers and a
   Swin-v2 log-spaced relative bias in attention); the network adds one shared position encoding for every mixer;
 * no layer scale, no final carrier "propagation" upsampling (off in FasterViT's released configs as well);
-* any grid size: padding is masked (a carrier whose cell is all padding is masked out), windows are never clipped.
+* any grid size: padding is masked (a carrier whose cell is all padding is masked out); the window attention is
+  :func:`atlas_vision.ops.windowed_attention` with the carriers as per-window context keys.
 
 With those features disabled, one block matches FasterViT's ``HAT`` numerically (tested against the ``fastervit``
 package when it is installed).
@@ -28,13 +29,13 @@ package when it is installed).
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp
+from torch import nn
 
 from atlas_vision.mixers._common import QKVProjection, check_token_map
-from atlas_vision.ops import Size2D, to_2tuple
-from atlas_vision.ops.windows import from_windows, to_windows, window_validity
+from atlas_vision.ops import Size2D, WindowContext, to_2tuple, windowed_attention
+from atlas_vision.ops.windows import to_windows
 
 
 class HierarchicalAttention(nn.Module):
@@ -124,28 +125,18 @@ class HierarchicalAttention(nn.Module):
 
         # 3. window attention over [carriers of the window | window tokens]
         q, k, v = self.attn.split(x)  # each [B, H, W, n, d]
-        _, ck, cv = self.attn.split(self.carrier_norm(ct))  # each [B, Hc, Wc, n, d]
-        q_w = to_windows(q, num_windows, self.window)  # [B, M, n, K, d]
-        k_w = torch.cat(
-            [to_windows(ck, num_windows, (self.carrier_size,) * 2), to_windows(k, num_windows, self.window)], 3
+        ck, cv = self.attn.keys_values(self.carrier_norm(ct))  # each [B, Hc, Wc, n, d]; carriers are never queries
+        carrier_window = (self.carrier_size, self.carrier_size)
+        valid = None
+        if not bool(ct_valid.all()):  # carriers whose cell is all padding: [Hc, Wc] -> [M, c*c] in window order
+            c = self.carrier_size
+            valid = ct_valid.view(num_windows[0], c, num_windows[1], c).permute(0, 2, 1, 3).reshape(-1, c * c)
+        context = WindowContext(
+            keys=to_windows(ck, num_windows, carrier_window),  # [B, M, n, c*c, d]
+            values=to_windows(cv, num_windows, carrier_window),
+            valid=valid,
         )
-        v_w = torch.cat(
-            [to_windows(cv, num_windows, (self.carrier_size,) * 2), to_windows(v, num_windows, self.window)], 3
-        )
-        bb, m, n, t, d = q_w.shape
-        s = k_w.shape[3]  # c*c + K keys per window
-        mask = None
-        if not bool(ct_valid.all()) or (h, w) != (num_windows[0] * kh, num_windows[1] * kw):
-            carrier_valid = ct_valid.view(num_windows[0], self.carrier_size, num_windows[1], self.carrier_size)
-            carrier_valid = carrier_valid.permute(0, 2, 1, 3).reshape(m, -1)  # [M, c*c]
-            token_valid = window_validity((h, w), num_windows, self.window, x.device)  # [M, K]
-            key_valid = torch.cat([carrier_valid, token_valid], dim=1)  # [M, S]
-            mask = key_valid[None, :, None, None, :].expand(bb, m, 1, 1, s).reshape(bb * m, 1, 1, s)
-        out = F.scaled_dot_product_attention(
-            q_w.reshape(bb * m, n, t, d), k_w.reshape(bb * m, n, s, d), v_w.reshape(bb * m, n, s, d), attn_mask=mask
-        )  # [B*M, n, K, d]
-        out = from_windows(out.view(bb, m, n, t, d), num_windows, self.window, (h, w))  # [B, H, W, n, d]
-        return self.attn.merge(out)
+        return self.attn.merge(windowed_attention(q, k, v, self.window, context=context))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, window={self.window}, carrier_size={self.carrier_size}"

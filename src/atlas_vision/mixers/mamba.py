@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from atlas_vision.mixers._common import check_token_map
 

@@ -11,31 +11,21 @@ averages. Three ways to compose the blocks (the paper's Table 5):
   and the scales are rebuilt from it; the readout averages the tokens of the last stage's scales;
 * ``atlas``: progressive scale dropping (stage ``s`` runs on scales ``s ..``; the pooled scale is the downsampled
   representation); the readout averages the tokens of the scales left in the last stage. Built from the same
-  :class:`~atlas_vision.models.AtlasStage` as :class:`~atlas_vision.models.Atlas`.
+  :class:`~atlas_vision.layers.AtlasStage` as :class:`~atlas_vision.models.Atlas`.
 
 All blocks come from :mod:`atlas_vision.layers`; nothing here re-implements MSA.
 """
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import LayerNorm2d
+from torch import nn
 
-from atlas_vision.layers import Communication, MSABlock
-from atlas_vision.models import AtlasStage
-from atlas_vision.ops import MultiScaleLayout, PoolOp, Size2D, summarize
-
-
-class Composition(str, Enum):
-    """How MSA blocks are composed into a network (Table 5)."""
-
-    STACK = "stack"
-    CONV_DOWNSAMPLE = "conv_downsample"
-    ATLAS = "atlas"
+from atlas_vision.layers import AtlasStage, Communication, MSABlock
+from atlas_vision.mixers.config import Composition
+from atlas_vision.ops import MultiScaleLayout, PoolOp, Size2D, scale_pyramid
 
 
 class ConvDownsample(nn.Module):
@@ -151,10 +141,7 @@ class MultiScaleBody(nn.Module):
 
     def _pyramid(self, x_bhwc: torch.Tensor) -> tuple[list[torch.Tensor], MultiScaleLayout]:
         layout = self.layout_for((x_bhwc.shape[1], x_bhwc.shape[2]))
-        xs = [x_bhwc]
-        for _ in range(1, layout.num_scales):
-            xs.append(summarize(xs[-1], layout.stride, self.pool_op))
-        return xs, layout
+        return scale_pyramid(x_bhwc, layout, self.pool_op), layout
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         for stage in self.stages:

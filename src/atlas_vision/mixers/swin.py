@@ -2,7 +2,7 @@
 
 Blocks alternate between regular windows and windows cyclically shifted by ``(kh // 2, kw // 2)``; in a shifted
 block the map is rolled, attended in windows under Swin's region mask (tokens that wrapped around the border never
-see tokens they were not adjacent to), and rolled back. Padding for grids that do not divide by the window is masked
+see tokens they were not adjacent to), and rolled back -- all inside :func:`atlas_vision.ops.windowed_attention`. Padding for grids that do not divide by the window is masked
 as in :class:`~atlas_vision.mixers.window.WindowAttention`. No relative position bias: every mixer of the benchmark
 network shares the same position encoding (see :mod:`atlas_vision.mixers.net`).
 """
@@ -10,11 +10,10 @@ network shares the same position encoding (see :mod:`atlas_vision.mixers.net`).
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from atlas_vision.mixers._common import QKVProjection, check_token_map
-from atlas_vision.mixers.window import windowed_attention
-from atlas_vision.ops import Size2D, to_2tuple
+from atlas_vision.ops import Size2D, to_2tuple, windowed_attention
 
 
 class ShiftedWindowAttention(nn.Module):

@@ -24,34 +24,15 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 from timm.layers import trunc_normal_
-from torch.utils.checkpoint import checkpoint
 
-from atlas_vision.layers import ConvStem, MSABlock
+from atlas_vision.layers import AtlasStage, ConvStem, MSABlock
 from atlas_vision.models.config import AtlasConfig
-from atlas_vision.ops import MultiScaleLayout, SizeND, summarize
+from atlas_vision.ops import MultiScaleLayout, SizeND, scale_pyramid
 
 
 class UnknownOptionError(TypeError, ValueError):
     """An unknown model option: a ``TypeError`` as for any unexpected keyword (timm's contract), and a ``ValueError``
     like every other invalid configuration."""
-
-
-class AtlasStage(nn.Module):
-    """``depth`` MSA blocks sharing the same active scales."""
-
-    def __init__(self, blocks: list[MSABlock], first_scale: int):
-        super().__init__()
-        self.first_scale = first_scale
-        self.blocks = nn.ModuleList(blocks)
-        self.grad_checkpointing = False
-
-    def forward(self, xs: list[torch.Tensor], layout: MultiScaleLayout) -> list[torch.Tensor]:
-        for block in self.blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                xs = checkpoint(block, xs, layout, self.first_scale, use_reentrant=False)
-            else:
-                xs = block(xs, layout, self.first_scale)
-        return xs
 
 
 class Atlas(nn.Module):
@@ -183,10 +164,7 @@ class Atlas(nn.Module):
         self._check_input(x)
         tokens = self.stem(x)  # [B, h, w, C] ([B, d, h, w, C] for volumes)
         layout = self.layout_for(tuple(tokens.shape[1:-1]))
-        xs = [tokens]
-        for _ in range(1, layout.num_scales):
-            xs.append(summarize(xs[-1], layout.stride, self.config.pool_op))
-        return xs, layout
+        return scale_pyramid(tokens, layout, self.config.pool_op), layout
 
     def _readout_tokens(self, xs: list[torch.Tensor]) -> torch.Tensor:
         """Tokens of the scales active in the last stage, concatenated: ``[B, T, C]``."""

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from atlas_vision.ops.dispatch import Backend, resolve_backend
+from atlas_vision.ops.dispatch import BACKENDS, Backend, BackendSpec, Pass, needs_grad, resolve_backend
 from atlas_vision.ops.layout import (
     MultiScaleLayout,
     ScaleGeometry,
@@ -22,24 +22,31 @@ from atlas_vision.ops.layout import (
     to_2tuple,
     to_ntuple,
 )
-from atlas_vision.ops.reference import reference_bottomup_attention, reference_topdown_attention
-from atlas_vision.ops.sdpa import sdpa_bottomup_attention, sdpa_topdown_attention
-from atlas_vision.ops.split import cpu_kernel_available, split_topdown_attention
-from atlas_vision.ops.summarize import PoolOp, summarize
+from atlas_vision.ops.summarize import PoolOp, scale_pyramid, summarize
+from atlas_vision.ops.windowed import WindowContext, attend_windows, fit_window, windowed_attention
 
 __all__ = [
+    "BACKENDS",
     "Backend",
+    "BackendSpec",
     "MultiScaleLayout",
+    "Pass",
     "PoolOp",
     "ScaleGeometry",
     "Size2D",
     "Size3D",
     "SizeND",
+    "WindowContext",
+    "attend_windows",
     "bottomup_attention",
+    "fit_window",
+    "resolve_backend",
+    "scale_pyramid",
     "summarize",
     "to_2tuple",
     "to_ntuple",
     "topdown_attention",
+    "windowed_attention",
 ]
 
 
@@ -85,7 +92,8 @@ def topdown_attention(
 
     Other Parameters:
         softmax_scale: defaults to ``d ** -0.5``.
-        backend: :class:`Backend` (``None``/``AUTO`` = fastest available).
+        backend: :class:`Backend` or its name (``None``/``auto`` = the fastest that can run, see
+            :mod:`atlas_vision.ops.dispatch`); a forced backend that cannot run the inputs raises ``ValueError``.
 
     Equivalent computation: :func:`atlas_vision.ops.reference.reference_topdown_attention` (dense attention under a
     visibility mask built from token coordinates).
@@ -107,12 +115,8 @@ def topdown_attention(
     for offset, (k, v) in enumerate(zip(keys, values)):
         _check_map(f"keys[{offset}]", k, layout[scale + offset].grid, tuple(q.shape[-2:]))
         _check_map(f"values[{offset}]", v, layout[scale + offset].grid, tuple(q.shape[-2:]))
-    chosen = resolve_backend(backend, cpu_kernels=cpu_kernel_available(q))
-    if chosen is Backend.REFERENCE:
-        return reference_topdown_attention(q, keys, values, layout, scale, softmax_scale)
-    if chosen is Backend.SPLIT:
-        return split_topdown_attention(q, keys, values, layout, scale, softmax_scale)
-    return sdpa_topdown_attention(q, keys, values, layout, scale, softmax_scale)
+    spec = resolve_backend(backend, Pass.TOP_DOWN, q, needs_grad(q, *keys, *values))
+    return spec.implementation(Pass.TOP_DOWN)(q, keys, values, layout, scale, softmax_scale)
 
 
 def bottomup_attention(
@@ -142,7 +146,7 @@ def bottomup_attention(
 
     Other Parameters:
         softmax_scale: defaults to ``d ** -0.5``.
-        backend: :class:`Backend`.
+        backend: :class:`Backend` or its name, as for :func:`topdown_attention`.
 
     Equivalent computation: :func:`atlas_vision.ops.reference.reference_bottomup_attention`.
     """
@@ -151,6 +155,5 @@ def bottomup_attention(
     _check_map("q", q, layout[scale].grid)
     _check_map("k_fine", k_fine, layout[scale - 1].grid, tuple(q.shape[-2:]))
     _check_map("v_fine", v_fine, layout[scale - 1].grid, tuple(q.shape[-2:]))
-    if resolve_backend(backend) is Backend.REFERENCE:
-        return reference_bottomup_attention(q, k_fine, v_fine, layout, scale, softmax_scale)
-    return sdpa_bottomup_attention(q, k_fine, v_fine, layout, scale, softmax_scale)
+    spec = resolve_backend(backend, Pass.BOTTOM_UP, q, needs_grad(q, k_fine, v_fine))
+    return spec.implementation(Pass.BOTTOM_UP)(q, k_fine, v_fine, layout, scale, softmax_scale)

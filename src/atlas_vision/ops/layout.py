@@ -52,13 +52,10 @@ def _is_int(value: object) -> bool:
 
 def to_2tuple(value: int | Size2D | list[int], name: str) -> Size2D:
     """Normalise an int or an (h, w) pair to an ``(h, w)`` tuple of ints, with a clear error otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
-    if isinstance(value, int):
-        return (value, value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) for v in value):
-        return (int(value[0]), int(value[1]))
-    raise ValueError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
+    pair = (value, value) if isinstance(value, int) else value
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(type(v) is int for v in pair):
+        raise ValueError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")  # (bools are rejected)
+    return (int(pair[0]), int(pair[1]))
 
 
 def to_ntuple(value: int | SizeND | list[int], ndim: int, name: str) -> SizeND:

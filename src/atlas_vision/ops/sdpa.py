@@ -1,4 +1,5 @@
-"""Fast path: windows folded into the batch axis, one ``F.scaled_dot_product_attention`` call per pass.
+"""Fast path: windows folded into the batch axis, one ``F.scaled_dot_product_attention`` call per pass
+(:func:`atlas_vision.ops.windowed.attend_windows`, the same windowed attention the window / Swin / HAT mixers use).
 
 Top-down at scale ``l``: the queries of each window attend to ``[own window | ancestor window at l+1 | ... ]``.
 K/V arrive already projected (computed once per scale update by the caller -- the paper's QKV cache, kept in local
@@ -18,28 +19,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from atlas_vision.ops.layout import MultiScaleLayout
+from atlas_vision.ops.windowed import attend_windows
 from atlas_vision.ops.windows import from_windows, to_windows, window_validity
-
-
-def _attend(q_bWntd: torch.Tensor, k_bWnkd: torch.Tensor, v_bWnkd: torch.Tensor, valid_Wk: torch.Tensor | None,
-            softmax_scale: float | None) -> torch.Tensor:
-    """SDPA over windows folded into the batch: ``[B, W, n, T, d]`` x ``[B, W, n, S, d]`` -> ``[B, W, n, T, d]``."""
-    b, nw, n, t, d = q_bWntd.shape
-    s = k_bWnkd.shape[3]
-    mask = None
-    if valid_Wk is not None:
-        mask = valid_Wk[None, :, None, None, :].expand(b, nw, 1, 1, s).reshape(b * nw, 1, 1, s)
-    out = F.scaled_dot_product_attention(
-        q_bWntd.reshape(b * nw, n, t, d),
-        k_bWnkd.reshape(b * nw, n, s, d),
-        v_bWnkd.reshape(b * nw, n, s, d),
-        attn_mask=mask,
-        scale=softmax_scale,
-    )
-    return out.view(b, nw, n, t, d)
 
 
 def sdpa_topdown_attention(
@@ -78,7 +61,7 @@ def sdpa_topdown_attention(
     k_all = torch.cat(k_parts, dim=3) if len(k_parts) > 1 else k_parts[0]  # [B, W, n, sum T_src, d]
     v_all = torch.cat(v_parts, dim=3) if len(v_parts) > 1 else v_parts[0]
     valid_all = torch.cat(valid_parts, dim=1) if any_padding else None  # [W, sum T_src]
-    out = _attend(q_w, k_all, v_all, valid_all, softmax_scale)
+    out = attend_windows(q_w, k_all, v_all, valid_all, softmax_scale)
     return from_windows(out, geo.num_windows, geo.window, geo.grid)
 
 
@@ -100,5 +83,5 @@ def sdpa_bottomup_attention(
     k_w = to_windows(k_fine, fine.num_windows, fine.window)  # [B, W_fine, n, T_fine, d]
     v_w = to_windows(v_fine, fine.num_windows, fine.window)
     valid = window_validity(fine.grid, fine.num_windows, fine.window, q.device) if fine.needs_padding else None
-    out = _attend(q_w, k_w, v_w, valid, softmax_scale)
+    out = attend_windows(q_w, k_w, v_w, valid, softmax_scale)
     return from_windows(out, fine.num_windows, block, coarse.grid)

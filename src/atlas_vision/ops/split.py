@@ -27,8 +27,9 @@ autograd: always correct, memory ``O(T * T_m)`` per window.
 queries, whose outputs are cropped) keeps its keys unmasked, so every row stays finite in forward and backward; the
 zero-padded queries and keys receive no gradient that reaches a real token.
 
-Bottom-up attention has no ancestor copies to avoid (each coarse block reads its fine window in place), so this
-backend shares :func:`atlas_vision.ops.sdpa.sdpa_bottomup_attention`.
+**Bottom-up** attention has no ancestor copies to avoid (each coarse block reads its fine window in place); it is one
+segment per fine window through the same kernels (:func:`split_bottomup_attention`), so a forced ``split`` backend
+runs its own code in both passes.
 """
 
 from __future__ import annotations
@@ -203,8 +204,11 @@ class _SegmentMergeAttention(torch.autograd.Function):
             mask = _expand_mask(seg.mask, b * n)
             masks.append(mask)
             o, lse_o = kernel(
-                _batched(q, seg.groups), _batched(k, seg.groups), _batched(v, seg.groups),
-                attn_mask=mask, scale=softmax_scale,
+                _batched(q, seg.groups),
+                _batched(k, seg.groups),
+                _batched(v, seg.groups),
+                attn_mask=mask,
+                scale=softmax_scale,
             )  # [B*n*g, 1, G*T, d], [B*n*g, 1, G*T]
             out, lse = _merge(out, lse, o.view(q.shape), lse_o.view(q.shape[:-1]))
         out = out.to(q.dtype)  # the kernels' lse stays fp32 (their own convention for low-precision inputs)
@@ -223,9 +227,16 @@ class _SegmentMergeAttention(torch.autograd.Function):
             k, v = kv[2 * index], kv[2 * index + 1]
             g = seg.groups
             dq, dk, dv = backward_kernel(
-                _batched(grad_out, g), _batched(q, g), _batched(k, g), _batched(v, g), _batched(out, g),
-                lse.view(q.shape[0] * q.shape[1] * g, 1, -1), 0.0, False,
-                attn_mask=ctx.masks[index], scale=ctx.softmax_scale,
+                _batched(grad_out, g),
+                _batched(q, g),
+                _batched(k, g),
+                _batched(v, g),
+                _batched(out, g),
+                lse.view(q.shape[0] * q.shape[1] * g, 1, -1),
+                0.0,
+                False,
+                attn_mask=ctx.masks[index],
+                scale=ctx.softmax_scale,
             )
             grad_q += dq.view(q.shape)
             grads_kv += [dk.view(k.shape), dv.view(v.shape)]
@@ -289,11 +300,55 @@ def split_topdown_attention(
         assert num_windows % groups == 0, (num_windows, groups)  # guaranteed by the nesting
         segments.append(_Segment(groups=groups, mask=nesting.key_mask(q.dtype, q.device)))
         kv += [k_n, v_n]
+    return query.merge(_run_segments(segments, scale_factor, q_n, kv, use_kernel))
+
+
+def _run_segments(
+    segments: Sequence[_Segment],
+    softmax_scale: float,
+    q_n: torch.Tensor,
+    kv: Sequence[torch.Tensor],
+    use_kernel: bool | None,
+) -> torch.Tensor:
+    """The LSE-merged attention of ``q_n [B, n, W, T, d]`` over the segments (fused CPU kernel or PyTorch math)."""
     kv = [t.contiguous() for t in kv]
     if use_kernel is None:
-        use_kernel = cpu_kernel_available(q)
+        use_kernel = cpu_kernel_available(q_n)
     if use_kernel:
-        out = _SegmentMergeAttention.apply(tuple(segments), scale_factor, q_n.contiguous(), *kv)
-    else:
-        out = _math_merge(segments, scale_factor, q_n, kv)
-    return query.merge(out)
+        return _SegmentMergeAttention.apply(tuple(segments), softmax_scale, q_n.contiguous(), *kv)
+    return _math_merge(segments, softmax_scale, q_n, kv)
+
+
+def split_bottomup_attention(
+    q: torch.Tensor,
+    k_fine: torch.Tensor,
+    v_fine: torch.Tensor,
+    layout: MultiScaleLayout,
+    scale: int,
+    softmax_scale: float | None = None,
+    use_kernel: bool | None = None,
+) -> torch.Tensor:
+    """Bottom-up attention of scale ``scale`` into scale ``scale - 1``; see :func:`atlas_vision.ops.bottomup_attention`.
+
+    One key segment: the coarse queries are cut into the ``(kh/sh) x (kw/sw)`` blocks pooled from one fine window each
+    (the whole coarse grid when the fine scale is a single window), grouped with that window's K/V (read in place, raster
+    window order), and run through the same kernels as the top-down pass.
+
+    Args:
+        use_kernel: force (``True``) or forbid (``False``) the fused CPU kernel; ``None`` = use it when available.
+    """
+    fine, coarse = layout[scale - 1], layout[scale]
+    d = q.shape[-1]
+    scale_factor = d**-0.5 if softmax_scale is None else float(softmax_scale)
+    # (kh/sh, kw/sw) coarse tokens per fine window (3-D: (kd/sd, kh/sh, kw/sw))
+    block = coarse.grid if fine.is_single_window else tuple(k // s for k, s in zip(fine.window, layout.stride))
+    queries = NestedWindows(
+        grid=coarse.grid, window=block, padded_windows=fine.num_windows, stride=layout.stride, levels=0
+    )
+    keys = NestedWindows(
+        grid=fine.grid, window=fine.window, padded_windows=fine.num_windows, stride=layout.stride, levels=0
+    )
+    q_n = queries.partition(q)  # [B, n, W_fine, block tokens, d]
+    k_n, v_n = keys.partition(k_fine), keys.partition(v_fine)  # [B, n, W_fine, T_fine, d]
+    segment = _Segment(groups=fine.windows_total, mask=keys.key_mask(q.dtype, q.device))
+    return queries.merge(_run_segments([segment], scale_factor, q_n, [k_n, v_n], use_kernel))

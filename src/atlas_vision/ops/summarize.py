@@ -7,7 +7,7 @@ from enum import Enum
 import torch
 import torch.nn.functional as F
 
-from atlas_vision.ops.layout import SizeND
+from atlas_vision.ops.layout import MultiScaleLayout, SizeND
 
 
 class PoolOp(str, Enum):
@@ -43,3 +43,27 @@ def summarize(x_bhwc: torch.Tensor, stride: SizeND, op: PoolOp = PoolOp.MAX) -> 
     else:  # pragma: no cover - Enum exhausts the cases
         raise ValueError(f"unknown pooling op {op!r}; valid: {[p.value for p in PoolOp]}")
     return pooled.movedim(1, -1)  # [B, h', w', C]
+
+
+def scale_pyramid(x_bhwc: torch.Tensor, layout: MultiScaleLayout, op: PoolOp = PoolOp.MAX) -> list[torch.Tensor]:
+    """The initial per-scale maps of a token map (Algorithm 2, lines 1-2): scale 0 is ``x`` itself, scale ``l + 1``
+    is :func:`summarize` of scale ``l``.
+
+    Args:
+        x_bhwc: ``[B, h, w, C]`` with ``(h, w) = layout[0].grid`` (volumes: ``[B, d, h, w, C]``, a 3-D layout).
+        layout: the scales to build.
+        op: pooling of each summary.
+
+    Returns:
+        one ``[B, h_l, w_l, C]`` map per scale of ``layout``, finest first.
+    """
+    if x_bhwc.dim() != layout.ndim + 2 or tuple(x_bhwc.shape[1:-1]) != tuple(layout[0].grid):
+        axes = "h, w" if layout.ndim == 2 else "d, h, w"
+        raise ValueError(
+            f"scale_pyramid needs a [B, {axes}, C] map with ({axes}) = {tuple(layout[0].grid)}, got "
+            f"{tuple(x_bhwc.shape)}"
+        )
+    xs = [x_bhwc]
+    for _ in range(1, layout.num_scales):
+        xs.append(summarize(xs[-1], layout.stride, op))
+    return xs
