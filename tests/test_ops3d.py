@@ -87,17 +87,18 @@ def test_3d_topdown_fast_matches_reference(case, dtype, backend):
 
 
 @pytest.mark.parametrize("case,dtype", [c for c in CASES if _layout(c[0]).num_scales > 1], ids=_id)
-def test_3d_bottomup_fast_matches_reference(case, dtype):
+@pytest.mark.parametrize("backend", ["sdpa", "split"])
+def test_3d_bottomup_fast_matches_reference(case, dtype, backend):
     b, _, _, _, n, d, _, _ = case
     layout = _layout(case)
     qs, ks, vs = _maps(layout, b, n, d, dtype)
     for scale in range(1, layout.num_scales):
         _compare(
-            lambda q, k, v, scale=scale: bottomup_attention(q, k, v, layout, scale, backend="sdpa"),
+            lambda q, k, v, scale=scale: bottomup_attention(q, k, v, layout, scale, backend=backend),
             lambda q, k, v, scale=scale: bottomup_attention(q, k, v, layout, scale, backend="reference"),
             [qs[scale], ks[scale - 1], vs[scale - 1]],
             dtype,
-            "sdpa",
+            backend,
         )
 
 
@@ -112,7 +113,7 @@ def test_3d_gradcheck_fast_path_float64(backend):
         fast_mode=True,
     )
     assert torch.autograd.gradcheck(
-        lambda q, k, v: bottomup_attention(q, k, v, layout, 1, backend="sdpa"), (qs[1], ks[0], vs[0]), fast_mode=True
+        lambda q, k, v: bottomup_attention(q, k, v, layout, 1, backend=backend), (qs[1], ks[0], vs[0]), fast_mode=True
     )
 
 
@@ -155,7 +156,7 @@ def test_3d_topdown_routes_each_window_to_its_spatial_ancestor(backend):
     assert raster != expected
 
 
-@pytest.mark.parametrize("backend", ["sdpa", "reference"])
+@pytest.mark.parametrize("backend", ["sdpa", "split", "reference"])
 def test_3d_bottomup_reads_only_the_source_window(backend):
     layout = MultiScaleLayout.from_grid((8, 12, 10), 4, 2)  # 8x12x10 (2x3x3 windows) -> 4x6x5 (2x2x2) -> 2x3x3
     qs, ks, vs = _maps(layout, 2, 2, 4, torch.float64, requires_grad=False)
