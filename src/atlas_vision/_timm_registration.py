@@ -15,6 +15,8 @@ import importlib.machinery
 import sys
 from types import ModuleType
 
+from atlas_vision.models.names import VARIANT_NAMES_3D
+
 _REGISTRATION_MODULE = "atlas_vision.models.variants"  # importing it runs timm's @register_model decorators
 # models registered only when their (heavier) package is imported: name -> module that registers it
 ON_DEMAND: dict[str, str] = {
@@ -22,6 +24,7 @@ ON_DEMAND: dict[str, str] = {
     "slide_meanpool": "atlas_vision.slidelearn",
     "slide_abmil": "atlas_vision.slidelearn",
     "slide_atlas": "atlas_vision.slidelearn",
+    **dict.fromkeys(VARIANT_NAMES_3D, "atlas_vision.models.variants3d"),
 }
 
 

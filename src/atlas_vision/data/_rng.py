@@ -16,7 +16,7 @@ import numpy as np
 SPLIT_CODES: dict[str, int] = {"train": 0, "val": 1, "test": 2}
 
 # Task names -> a small integer, so two tasks with the same seed never share a stream.
-TASK_CODES: dict[str, int] = {"fake": 0, "longrange": 1, "pathfinder": 2}
+TASK_CODES: dict[str, int] = {"fake": 0, "longrange": 1, "pathfinder": 2, "longrange3d": 3}
 
 _MASK64 = (1 << 64) - 1
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from atlas_vision.data.cache import CachedDataset
-from atlas_vision.data.config import DataConfig
+from atlas_vision.data.config import VOLUME_TASKS, DataConfig
 from atlas_vision.data.fake import FakeDataset
 from atlas_vision.data.folder import ImageFolderDataset, find_classes
 from atlas_vision.data.longrange import LongRangeDataset, LongRangeParams
@@ -78,6 +78,10 @@ def build_datasets(cfg: DataConfig, seed: int) -> Datasets:
     """
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    if cfg.task in VOLUME_TASKS:
+        from atlas_vision.data.volume_build import build_volume_datasets
+
+        return build_volume_datasets(cfg, seed)
     if cfg.task == "folder":
         data = _folder(cfg)
         log.info("data transforms: %s", data.transforms)

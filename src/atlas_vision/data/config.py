@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-TASKS: tuple[str, ...] = ("longrange", "pathfinder", "folder", "fake", "slide_features")
+TASKS: tuple[str, ...] = ("longrange", "pathfinder", "folder", "fake", "slide_features", "longrange3d", "volume")
+VOLUME_TASKS: tuple[str, ...] = ("longrange3d", "volume")  # 3-D tasks: see data/volume_build.py
 DIFFICULTIES: dict[str, int] = {"easy": 6, "intermediate": 9, "hard": 14}  # Pathfinder contour length (paddles)
 PATHFINDER_SIZES: tuple[int, ...] = (32, 64, 128, 256)
 LONGRANGE_MIN_SIZE, LONGRANGE_MAX_SIZE = 64, 4096
@@ -23,9 +24,9 @@ INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "box", "ham
 AUTO_AUGMENT_KINDS: tuple[str, ...] = ("rand", "augmix", "original", "originalr", "v0", "v0r", "3a")
 CROPS: tuple[str, ...] = ("random_resized", "whole")
 TENSOR_INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic")  # what resizing a [C, H, W] tensor offers
-TASK_CHANNELS: dict[str, int] = {"longrange": 3, "pathfinder": 1, "fake": 3}  # procedural tasks: fixed channels
+TASK_CHANNELS: dict[str, int] = {"longrange": 3, "pathfinder": 1, "fake": 3, "longrange3d": 1}  # procedural tasks: fixed channels
 # tasks whose channel count is read from the data (slide feature grids: feature width + 1 mask channel)
-DATA_CHANNEL_TASKS: tuple[str, ...] = ("slide_features",)
+DATA_CHANNEL_TASKS: tuple[str, ...] = ("slide_features", "volume")  # volume: the files' channel count
 PROCEDURAL_ONLY_KEYS: tuple[str, ...] = (
     "train_samples",
     "val_samples",
@@ -76,6 +77,11 @@ class DataConfig:
         strict: folder task: ``True`` raises on the first unreadable image (naming the file); ``False`` skips it
             (``__getitem__`` returns ``None``; use ``collate_skip_none``) and logs one warning per file.
         num_workers: DataLoader worker processes (0 loads in the main process).
+        volume_size: 3-D tasks (``longrange3d``: procedural volumes; ``volume``: NIfTI/.npy files listed in
+            ``root/train.csv`` and ``root/val.csv``): ``(d, h, w)`` voxels the model sees (random crop + flips with
+            probability ``hflip`` per axis for training, centre crop for evaluation; zero-padded where smaller).
+        intensity: ``volume`` task: a CT window (``"ct-soft-tissue"``, ``"ct-lung"``, ``"ct-bone"``, ``"ct-brain"``,
+            ``"ct-abdomen"``), ``"LOW,HIGH"`` (clip, map to [-1, 1]), ``"zscore"``, ``"minmax"`` or ``"none"``.
         cache_dir: procedural tasks: if set, every sample is generated once into a ``.npy`` file in this
             directory (keyed by all generation parameters) and read back memory-mapped afterwards; ``None``
             generates on the fly.  Mind the size: ``samples * h * w * channels`` bytes per split.
@@ -109,6 +115,8 @@ class DataConfig:
     labels_csv: str | None = None
     feature_stage: int = 0
     val_fraction: float = 0.2
+    volume_size: tuple[int, int, int] = (64, 64, 64)
+    intensity: str = "none"
 
     def __post_init__(self) -> None:
         self.img_size = _pair(self.img_size, "img_size", int)
@@ -138,6 +146,12 @@ class DataConfig:
             raise ValueError(f"convert_channels must be true or false, got {self.convert_channels!r}")
         if self.in_chans is not None:
             _int_at_least("in_chans", self.in_chans, 1)
+        if self.task in VOLUME_TASKS:
+            from atlas_vision.data.volume_build import check_volume_config
+
+            self.volume_size = tuple(self.volume_size)
+            check_volume_config(self)
+            return
         self._check_img_size()
         self._check_task_keys()
         if self.task == "folder" and not self.root:
@@ -218,6 +232,11 @@ class DataConfig:
         if self.task in DATA_CHANNEL_TASKS:
             return None
         return TASK_CHANNELS.get(self.task, 3)
+
+    @property
+    def input_size(self) -> tuple[int, ...]:
+        """Spatial size of the model input: ``volume_size`` for the 3-D tasks, ``img_size`` otherwise."""
+        return tuple(self.volume_size) if self.task in VOLUME_TASKS else tuple(self.img_size)
 
     @property
     def contour_length(self) -> int:

@@ -64,6 +64,7 @@ class MSABlock(nn.Module):
         communication: :class:`Communication` mode.
         pool_op: :class:`~atlas_vision.ops.PoolOp` of the fine -> coarse summary.
         backend: attention backend of the ops.
+        ndim: axes of the token grids it runs on (2 for images, 3 for volumes).
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class MSABlock(nn.Module):
         pool_op: PoolOp = PoolOp.MAX,
         backend: Backend = Backend.AUTO,
         *,
+        ndim: int = 2,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ):
@@ -87,9 +89,12 @@ class MSABlock(nn.Module):
             raise ValueError(f"num_scale_blocks must be >= 1, got {num_scale_blocks}")
         self.communication = Communication(communication)
         self.pool_op = PoolOp(pool_op)
+        self.ndim = ndim
         self.backend = Backend.parse(backend)
         self.scale_blocks = nn.ModuleList(
-            ScaleBlock(dim, num_heads, mlp_ratio, qkv_bias, drop_path, pos_embed_hidden, device=device, dtype=dtype)
+            ScaleBlock(
+                dim, num_heads, mlp_ratio, qkv_bias, drop_path, pos_embed_hidden, ndim=ndim, device=device, dtype=dtype
+            )
             for _ in range(num_scale_blocks)
         )
 
@@ -101,8 +106,8 @@ class MSABlock(nn.Module):
         """Update scales ``first_scale .. L-1``.
 
         Args:
-            xs: one ``[B, h_l, w_l, C]`` map per scale of ``layout`` (scales before ``first_scale`` are passed
-                through untouched).
+            xs: one ``[B, h_l, w_l, C]`` (volumes: ``[B, d_l, h_l, w_l, C]``) map per scale of ``layout`` (scales
+                before ``first_scale`` are passed through untouched).
             layout: geometry of the scales.
             first_scale: finest scale this block processes.
 
@@ -112,6 +117,8 @@ class MSABlock(nn.Module):
         num_scales = layout.num_scales
         if len(xs) != num_scales:
             raise ValueError(f"expected {num_scales} scale maps for this layout, got {len(xs)}")
+        if layout.ndim != self.ndim:
+            raise ValueError(f"this MSA block is built for {self.ndim}-D token grids, got a {layout.ndim}-D layout")
         if self.communication is Communication.SINGLE_SCALE and num_scales - first_scale != 1:
             raise ValueError(
                 f"single-scale communication needs exactly one active scale, got {num_scales - first_scale}"

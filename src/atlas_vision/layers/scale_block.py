@@ -17,7 +17,8 @@ from atlas_vision.layers.pos_embed import WindowPosEmbed
 class ScaleBlock(nn.Module):
     """Projections, residual updates and MLP of one scale.
 
-    Token maps are ``[B, h, w, C]``; per-head maps are ``[B, h, w, n_heads, C // n_heads]``.
+    Token maps are ``[B, h, w, C]``; per-head maps are ``[B, h, w, n_heads, C // n_heads]`` (volumes: ``[B, d, h, w,
+    ...]``; every method works on the last axis only).
 
     Args:
         dim: channels ``C``.
@@ -26,6 +27,7 @@ class ScaleBlock(nn.Module):
         qkv_bias: bias on the query and key/value projections.
         drop_path: stochastic-depth rate of both residual branches.
         pos_embed_hidden: hidden width of the position-embedding MLP.
+        ndim: axes of the token grid (2 for images, 3 for volumes): the position embedding's coordinates.
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class ScaleBlock(nn.Module):
         drop_path: float,
         pos_embed_hidden: int,
         *,
+        ndim: int = 2,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
     ):
@@ -44,7 +47,7 @@ class ScaleBlock(nn.Module):
         dd = {"device": device, "dtype": dtype}
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.pos_embed = WindowPosEmbed(dim, pos_embed_hidden, **dd)
+        self.pos_embed = WindowPosEmbed(dim, pos_embed_hidden, ndim=ndim, **dd)
         self.norm_q = nn.LayerNorm(dim, **dd)
         self.norm_kv = nn.LayerNorm(dim, **dd)
         self.q = nn.Linear(dim, dim, bias=qkv_bias, **dd)

@@ -19,6 +19,7 @@ Any input ``H x W`` (>= the patch size) works with one set of weights:
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import ClassVar
 
 import torch
 from timm.layers import trunc_normal_
@@ -27,7 +28,7 @@ from torch import nn
 from atlas_vision.layers import AtlasStage, ConvStem, MSABlock
 from atlas_vision.models.config import AtlasConfig
 from atlas_vision.models.features import check_out_indices
-from atlas_vision.ops import MultiScaleLayout, scale_pyramid
+from atlas_vision.ops import MultiScaleLayout, SizeND, scale_pyramid
 
 
 class UnknownOptionError(TypeError, ValueError):
@@ -39,6 +40,9 @@ class Atlas(nn.Module):
     """The Atlas backbone and classifier (timm model contract). Build with ``timm.create_model("atlas_base", ...)``
     after ``import atlas_vision``, or directly from an :class:`AtlasConfig`.
 
+    The class is written for any number of grid axes: :class:`~atlas_vision.models.atlas3d.Atlas3D` (volumes) only
+    swaps the stem and the wording of input errors.
+
     Example:
         >>> import atlas_vision, timm, torch
         >>> model = timm.create_model("test_atlas", num_classes=10).eval()
@@ -46,8 +50,21 @@ class Atlas(nn.Module):
         torch.Size([2, 10])
     """
 
+    ndim: ClassVar[int] = 2  # axes of the input grid (2: images [B, C, H, W])
+    input_kind: ClassVar[str] = "image"
+    input_batch: ClassVar[str] = "an image batch [B, C, H, W]"
+    size_names: ClassVar[str] = "height and width"
+    wrong_rank_hints: ClassVar[dict[int, str]] = {
+        5: " -- a 5-D tensor looks like a volume batch [B, C, D, H, W]; use a 3-D model (e.g. atlas3d_small)"
+    }
+    output_fmts: ClassVar[dict[str, bool]] = {"NCHW": True, "NHWC": False}  # name -> channels first
+
     def __init__(self, config: AtlasConfig, *, device: torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
+        if config.ndim != self.ndim:
+            raise ValueError(
+                f"{type(self).__name__} takes a {self.ndim}-D config, got {type(config).__name__} (ndim={config.ndim})"
+            )
         dd = {"device": device, "dtype": dtype}
         self.config = config
         self.num_classes = config.num_classes
@@ -56,9 +73,7 @@ class Atlas(nn.Module):
         self.patch_size = config.patch_size
         self.grad_checkpointing = False
 
-        self.stem = ConvStem(
-            config.in_chans, config.embed_dim, config.patch_size, config.stem_hidden, config.stem_depth, **dd
-        )
+        self.stem = self._build_stem(config, dd)
         total_blocks = sum(config.depths)
         # one linear ramp 0 -> drop_path_rate over all blocks of all stages (spec 8.8); plain floats (meta-safe)
         rates = [config.drop_path_rate * i / max(total_blocks - 1, 1) for i in range(total_blocks)]
@@ -79,6 +94,7 @@ class Atlas(nn.Module):
                         communication=config.communication,
                         pool_op=config.pool_op,
                         backend=config.backend,
+                        ndim=config.ndim,
                         **dd,
                     )
                 )
@@ -95,6 +111,13 @@ class Atlas(nn.Module):
         self.apply(self._init_weights)
 
     @staticmethod
+    def _build_stem(config: AtlasConfig, dd: dict) -> nn.Module:
+        """Input ``[B, C_in, *size]`` -> token map ``[B, *grid, C]``."""
+        return ConvStem(
+            config.in_chans, config.embed_dim, config.patch_size, config.stem_hidden, config.stem_depth, **dd
+        )
+
+    @staticmethod
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
             trunc_normal_(module.weight, std=0.02)
@@ -104,12 +127,12 @@ class Atlas(nn.Module):
     # ----------------------------------------------------------------------------------------------------------------
     # geometry and input checks
 
-    def token_grid(self, image_hw: tuple[int, int]) -> tuple[int, int]:
-        """Token grid of the stem for an image of ``image_hw`` pixels: ``(ceil(H/P), ceil(W/P))``."""
-        p = self.patch_size
-        return (-(-image_hw[0] // p), -(-image_hw[1] // p))
+    def token_grid(self, image_hw: SizeND) -> SizeND:
+        """Token grid of the stem for an image of ``image_hw`` pixels: ``(ceil(H/P), ceil(W/P))`` (volumes:
+        ``(ceil(D/pd), ceil(H/ph), ceil(W/pw))``)."""
+        return tuple(-(-side // p) for side, p in zip(image_hw, self.config.patch_sides))
 
-    def layout_for(self, token_grid: tuple[int, int]) -> MultiScaleLayout:
+    def layout_for(self, token_grid: SizeND) -> MultiScaleLayout:
         """The scales used for a token grid (see the module docstring)."""
         cfg = self.config
         if cfg.single_scale:
@@ -119,18 +142,19 @@ class Atlas(nn.Module):
         )
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        if not isinstance(x, torch.Tensor) or x.dim() != self.ndim + 2:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"expected an image batch [B, C, H, W], got {shape}")
+            hint = self.wrong_rank_hints.get(x.dim(), "") if isinstance(x, torch.Tensor) else ""
+            raise ValueError(f"expected {self.input_batch}, got {shape}{hint}")
         if x.shape[1] != self.in_chans:
             raise ValueError(
                 f"expected {self.in_chans} input channels (in_chans={self.in_chans}), got {x.shape[1]} "
                 f"(input shape {tuple(x.shape)}); build the model with in_chans={x.shape[1]}"
             )
-        if x.shape[2] < self.patch_size or x.shape[3] < self.patch_size:
+        if any(side < p for side, p in zip(x.shape[2:], self.config.patch_sides)):
             raise ValueError(
-                f"image {x.shape[2]}x{x.shape[3]} is too small for the stem: height and width must be >= "
-                f"patch_size={self.patch_size}"
+                f"{self.input_kind} {'x'.join(str(v) for v in x.shape[2:])} is too small for the stem: "
+                f"{self.size_names} must be >= patch_size={self.patch_size}"
             )
         if x.shape[0] < 1:
             raise ValueError("empty batch (B=0)")
@@ -149,17 +173,17 @@ class Atlas(nn.Module):
     def _embed(self, x: torch.Tensor) -> tuple[list[torch.Tensor], MultiScaleLayout]:
         """Image -> the initial list of per-scale maps ``[B, h_l, w_l, C]`` (Alg. 2 lines 1-2) and their layout."""
         self._check_input(x)
-        return self._scales_from_tokens(self.stem(x))  # stem: [B, h, w, C]
+        return self._scales_from_tokens(self.stem(x))  # stem: [B, h, w, C] ([B, d, h, w, C] for volumes)
 
     def _scales_from_tokens(self, tokens: torch.Tensor) -> tuple[list[torch.Tensor], MultiScaleLayout]:
-        """Stem tokens ``[B, h, w, C]`` -> the per-scale maps (scale 0 = the tokens, then pooled) and their layout."""
-        layout = self.layout_for((tokens.shape[1], tokens.shape[2]))
+        """Stem tokens ``[B, h, w, C]`` (``[B, d, h, w, C]``) -> the per-scale maps (scale 0 = the tokens, then pooled) and their layout."""
+        layout = self.layout_for(tuple(tokens.shape[1:-1]))
         return scale_pyramid(tokens, layout, self.config.pool_op), layout
 
     def _readout_tokens(self, xs: list[torch.Tensor]) -> torch.Tensor:
         """Tokens of the scales active in the last stage, concatenated: ``[B, T, C]``."""
         first = self.stages[-1].first_scale
-        return torch.cat([x.flatten(1, 2) for x in xs[first:]], dim=1)
+        return torch.cat([x.flatten(1, -2) for x in xs[first:]], dim=1)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C_in, H, W]`` -> normalised readout tokens ``[B, T, C]``."""
@@ -193,14 +217,15 @@ class Atlas(nn.Module):
             indices: stages to return (an int ``n`` = the last ``n``; ``None`` = all).
             norm: apply the final LayerNorm to the returned maps.
             stop_early: stop after the last requested stage (then the final output is not computed).
-            output_fmt: ``"NCHW"`` or ``"NHWC"``.
+            output_fmt: ``"NCHW"`` or ``"NHWC"`` (3-D models: ``"NCDHW"`` or ``"NDHWC"``; ``"NCHW"``/``"NHWC"``
+                are accepted as the channels-first/last spellings timm's feature wrappers pass).
             intermediates_only: return only the list of maps.
 
         Returns:
             the maps, or ``(forward_features output, maps)``.
         """
-        if output_fmt not in ("NCHW", "NHWC"):
-            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        if output_fmt not in self.output_fmts:
+            raise ValueError(f"output_fmt must be one of {list(self.output_fmts)}, got {output_fmt!r}")
         xs, layout = self._embed(x)
         return self._stage_intermediates(xs, layout, indices, norm, stop_early, output_fmt, intermediates_only)
 
@@ -241,8 +266,8 @@ class Atlas(nn.Module):
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
         from timm.models._features import feature_take_indices
 
-        if output_fmt not in ("NCHW", "NHWC"):
-            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        if output_fmt not in self.output_fmts:
+            raise ValueError(f"output_fmt must be one of {list(self.output_fmts)}, got {output_fmt!r}")
         if indices is not None:
             indices = check_out_indices(indices, len(self.stages))  # no duplicates / out-of-range (clear error)
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
@@ -254,7 +279,7 @@ class Atlas(nn.Module):
                 fmap = xs[stage.first_scale]  # [B, h, w, C]
                 if norm:
                     fmap = self.norm(fmap)
-                intermediates.append(fmap.permute(0, 3, 1, 2) if output_fmt == "NCHW" else fmap)
+                intermediates.append(fmap.movedim(-1, 1) if self.output_fmts[output_fmt] else fmap)
         if intermediates_only:
             return intermediates
         return self.norm(self._readout_tokens(xs)), intermediates

@@ -41,11 +41,12 @@ def main(argv: list[str]) -> int:
 
     import torch
 
-    from atlas_vision.models import VARIANT_CONFIGS, Atlas
+    from atlas_vision.models import VARIANT_CONFIGS, VARIANT_CONFIGS_3D, model_class
 
     for name in names:
+        config = replace(VARIANT_CONFIGS.get(name) or VARIANT_CONFIGS_3D[name], num_classes=args.num_classes)
         with torch.device("meta"):
-            model = Atlas(replace(VARIANT_CONFIGS[name], num_classes=args.num_classes))
+            model = model_class(config)(config)
         count = sum(p.numel() for p in model.parameters()) / 1e6
         print(f"{name}\t{count:.2f}M params ({args.num_classes} classes)")
     return 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 from atlas_vision.layers import Communication
-from atlas_vision.ops import Backend, PoolOp, Routing, Size2D, to_2tuple
+from atlas_vision.ops import Backend, PoolOp, Routing, Size2D, SizeND, to_ntuple
 
 _INT_FIELDS = (
     "embed_dim",
@@ -72,11 +73,15 @@ class AtlasConfig:
     routing: Routing = Routing.SPATIAL
     scale_sets: int | None = None
 
+    # axes of the token grid (a class constant, not a field): 2 for images; Atlas3DConfig sets 3
+    ndim: ClassVar[int] = 2
+
     def __post_init__(self) -> None:
         self._check_types()
         set_ = object.__setattr__  # frozen dataclass: normalise once, here
-        set_(self, "window_size", to_2tuple(self.window_size, "window_size"))
-        set_(self, "pool_stride", to_2tuple(self.pool_stride, "pool_stride"))
+        set_(self, "window_size", to_ntuple(self.window_size, self.ndim, "window_size"))
+        set_(self, "pool_stride", to_ntuple(self.pool_stride, self.ndim, "pool_stride"))
+        self._normalise_patch()
         for name, enum in (
             ("pool_op", PoolOp), ("communication", Communication), ("backend", Backend), ("routing", Routing)
         ):
@@ -95,8 +100,12 @@ class AtlasConfig:
         no silent coercion, and no deep torch error later."""
         for name in _INT_FIELDS:
             value = getattr(self, name)
+            if name == "patch_size" and self.ndim != 2 and isinstance(value, (tuple, list)):
+                if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+                    continue  # a 3-D patch: one int per axis (its values are checked by _validate_patch)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"AtlasConfig.{name} must be an int, got {value!r} ({type(value).__name__})")
+                kind = type(self).__name__
+                raise TypeError(f"{kind}.{name} must be an int, got {value!r} ({type(value).__name__})")
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -125,11 +134,8 @@ class AtlasConfig:
         need(len(self.depths) >= 1, "depths needs at least one stage")
         need(all(d >= 1 for d in self.depths), f"every stage needs >= 1 block, got depths={self.depths}")
         need(self.mlp_ratio > 0, f"mlp_ratio must be > 0, got {self.mlp_ratio}")
-        need(
-            self.patch_size in (4, 8, 16, 32),
-            f"patch_size must be one of 4, 8, 16, 32 (the stem halves the image log2(P) times), got {self.patch_size}",
-        )
-        stem_stages = int(math.log2(self.patch_size)) - 2
+        self._validate_patch(need)
+        stem_stages = self.stem_stages
         need(
             self.embed_dim % 2**stem_stages == 0,
             f"embed_dim={self.embed_dim} must be divisible by {2**stem_stages} for patch_size={self.patch_size}",
@@ -157,6 +163,25 @@ class AtlasConfig:
             f"got {self.scale_sets!r}",
         )
 
+    def _normalise_patch(self) -> None:
+        """Hook for subclasses whose ``patch_size`` has one entry per axis (2-D Atlas: a single int)."""
+
+    def _validate_patch(self, need) -> None:
+        need(
+            self.patch_size in (4, 8, 16, 32),
+            f"patch_size must be one of 4, 8, 16, 32 (the stem halves the image log2(P) times), got {self.patch_size}",
+        )
+
+    @property
+    def patch_sides(self) -> SizeND:
+        """Pixels (voxels) per token along each axis of the grid."""
+        return (self.patch_size,) * self.ndim
+
+    @property
+    def stem_stages(self) -> int:
+        """Width-doubling stages of the stem after its first /4 (``log2(max patch side) - 2``)."""
+        return int(math.log2(max(self.patch_sides))) - 2
+
     @property
     def num_stages(self) -> int:
         return len(self.depths)
@@ -182,7 +207,7 @@ class AtlasConfig:
 
     def stage_reduction(self, stage: int) -> int:
         """Pixels per token (height) of the finest scale of ``stage``."""
-        return self.patch_size * self.pool_stride[0] ** self.stage_first_scale(stage)
+        return self.patch_sides[-2] * self.pool_stride[-2] ** self.stage_first_scale(stage)
 
     @classmethod
     def field_names(cls) -> list[str]:

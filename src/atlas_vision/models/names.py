@@ -10,3 +10,14 @@ VARIANT_NAMES: tuple[str, ...] = (
     "test_atlas_p16",
     "test_atlas_window",
 )
+
+# the 3-D variants (atlas_vision.models.variants3d), registered with timm on demand
+VARIANT_NAMES_3D: tuple[str, ...] = (
+    "atlas3d_base",
+    "atlas3d_small",
+    "atlas3d_tiny",
+    "atlas3d_tiny_window",
+    "test3d_atlas",
+    "test3d_atlas_aniso",
+    "test3d_atlas_window",
+)

@@ -1,6 +1,7 @@
 """The Multi-Scale Attention primitive: geometry and functional attention ops. No ``nn.Parameter`` lives here.
 
-Tensor layout of the ops: per-head token maps ``[B, h, w, n_heads, d_head]`` (one per scale, unpadded).
+Tensor layout of the ops: per-head token maps ``[B, h, w, n_heads, d_head]`` (one per scale, unpadded); volumes
+(3-D layouts) use ``[B, d, h, w, n_heads, d_head]`` with the same functions.
 Scales are 0-based (scale 0 = the stem's token grid = the paper's scale 1).
 """
 
@@ -11,7 +12,17 @@ from collections.abc import Sequence
 import torch
 
 from atlas_vision.ops.dispatch import BACKENDS, Backend, BackendSpec, Pass, needs_grad, resolve_backend
-from atlas_vision.ops.layout import MultiScaleLayout, Routing, ScaleGeometry, Size2D, to_2tuple
+from atlas_vision.ops.layout import (
+    MultiScaleLayout,
+    Routing,
+    ScaleGeometry,
+    Size2D,
+    Size3D,
+    SizeND,
+    axes_name,
+    to_2tuple,
+    to_ntuple,
+)
 from atlas_vision.ops.summarize import PoolOp, scale_pyramid, summarize
 from atlas_vision.ops.windowed import WindowContext, attend_windows, fit_window, windowed_attention
 
@@ -25,6 +36,8 @@ __all__ = [
     "Routing",
     "ScaleGeometry",
     "Size2D",
+    "Size3D",
+    "SizeND",
     "WindowContext",
     "attend_windows",
     "bottomup_attention",
@@ -33,18 +46,24 @@ __all__ = [
     "scale_pyramid",
     "summarize",
     "to_2tuple",
+    "to_ntuple",
     "topdown_attention",
     "windowed_attention",
 ]
 
 
-def _check_map(name: str, x: torch.Tensor, grid: Size2D, heads_dim: tuple[int, int] | None = None) -> None:
-    if x.dim() != 5:
-        raise ValueError(f"{name} must be a [B, h, w, n_heads, d_head] tensor, got shape {tuple(x.shape)}")
-    if tuple(x.shape[1:3]) != tuple(grid):
-        raise ValueError(f"{name} has grid {tuple(x.shape[1:3])} but the layout expects {tuple(grid)}")
-    if heads_dim is not None and tuple(x.shape[3:]) != heads_dim:
-        raise ValueError(f"{name} has (n_heads, d_head) = {tuple(x.shape[3:])}, expected {heads_dim}")
+def _check_map(name: str, x: torch.Tensor, grid: SizeND, heads_dim: tuple[int, int] | None = None) -> None:
+    ndim = len(grid)
+    if x.dim() != ndim + 3:
+        axes = axes_name(ndim)[1:-1]  # "h, w" or "d, h, w"
+        raise ValueError(
+            f"{name} must be a [B, {axes}, n_heads, d_head] tensor for this {ndim}-D layout, got shape "
+            f"{tuple(x.shape)}"
+        )
+    if tuple(x.shape[1:-2]) != tuple(grid):
+        raise ValueError(f"{name} has grid {tuple(x.shape[1:-2])} but the layout expects {tuple(grid)}")
+    if heads_dim is not None and tuple(x.shape[-2:]) != heads_dim:
+        raise ValueError(f"{name} has (n_heads, d_head) = {tuple(x.shape[-2:])}, expected {heads_dim}")
 
 
 def topdown_attention(
@@ -96,8 +115,8 @@ def topdown_attention(
         )
     _check_map("q", q, layout[scale].grid)
     for offset, (k, v) in enumerate(zip(keys, values)):
-        _check_map(f"keys[{offset}]", k, layout[scale + offset].grid, tuple(q.shape[3:]))
-        _check_map(f"values[{offset}]", v, layout[scale + offset].grid, tuple(q.shape[3:]))
+        _check_map(f"keys[{offset}]", k, layout[scale + offset].grid, tuple(q.shape[-2:]))
+        _check_map(f"values[{offset}]", v, layout[scale + offset].grid, tuple(q.shape[-2:]))
     if layout.routing is not Routing.SPATIAL:  # only sdpa reads the pairing from layout.ancestor_windows
         asked = Backend.parse(backend)
         if asked not in (Backend.AUTO, Backend.SDPA):
@@ -141,7 +160,7 @@ def bottomup_attention(
     if not 1 <= scale < layout.num_scales:
         raise ValueError(f"bottom-up scale must be in [1, {layout.num_scales - 1}], got {scale}")
     _check_map("q", q, layout[scale].grid)
-    _check_map("k_fine", k_fine, layout[scale - 1].grid, tuple(q.shape[3:]))
-    _check_map("v_fine", v_fine, layout[scale - 1].grid, tuple(q.shape[3:]))
+    _check_map("k_fine", k_fine, layout[scale - 1].grid, tuple(q.shape[-2:]))
+    _check_map("v_fine", v_fine, layout[scale - 1].grid, tuple(q.shape[-2:]))
     spec = resolve_backend(backend, Pass.BOTTOM_UP, q, needs_grad(q, k_fine, v_fine))
     return spec.implementation(Pass.BOTTOM_UP)(q, k_fine, v_fine, layout, scale, softmax_scale)

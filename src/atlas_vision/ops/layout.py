@@ -1,6 +1,7 @@
 """Scale geometry of Multi-Scale Attention for any token grid (pure Python; no tensors are made here).
 
-Given the stem's token grid ``(h, w)``, the window ``(kh, kw)`` and the pooling stride ``(sh, sw)``:
+Given the stem's token grid -- ``(h, w)`` for images, ``(d, h, w)`` for volumes -- the window ``(kh, kw)`` (or
+``(kd, kh, kw)``) and the pooling stride ``(sh, sw)`` (or ``(sd, sh, sw)``); every rule below holds per axis:
 
 * scale 0 is the grid itself; scale ``l + 1`` is scale ``l`` max-pooled with kernel = stride = ``(sh, sw)`` in
   *ceil mode*, so its grid is ``(ceil(h_l / sh), ceil(w_l / sw))`` (a partial block at the border pools only the
@@ -14,14 +15,19 @@ Given the stem's token grid ``(h, w)``, the window ``(kh, kw)`` and the pooling 
 
 Windows nest across scales because ``kh % sh == 0`` and ``kw % sw == 0`` (checked): the ``kh/sh x kw/sw`` pooled
 block of a fine window lies inside exactly one coarse window. Window ``(i, j)`` of scale ``l`` therefore has the
-*ancestor* ``(i // sh**(m-l), j // sw**(m-l))`` at a coarser scale ``m`` -- the spatially containing window, not the
-raster-order neighbour the reference code uses (spec 8.1).
+*ancestor* ``(i // sh**(m-l), j // sw**(m-l))`` (in 3-D likewise on the depth axis) at a coarser scale ``m`` --
+the spatially containing window, not the raster-order neighbour the reference code uses (spec 8.1).
+
+The same code serves 2-D and 3-D grids (any number of axes): an int window or stride is used on every axis, a
+tuple gives one value per axis (anisotropic volumes, e.g. window ``(4, 8, 8)``). Windows and tokens are numbered in
+raster order (row-major over the axes).
 
 Indices in this module are 0-based: "scale 0" is the paper's scale 1.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -29,6 +35,21 @@ from functools import lru_cache
 import torch
 
 Size2D = tuple[int, int]
+Size3D = tuple[int, int, int]
+SizeND = tuple[int, ...]  # one int per grid axis: (h, w) or (d, h, w)
+
+SUPPORTED_NDIMS = (2, 3)
+_AXES = {2: "(h, w)", 3: "(d, h, w)"}
+
+
+def axes_name(ndim: int) -> str:
+    """``"(h, w)"`` / ``"(d, h, w)"``: how the axes of an ``ndim``-d grid are named in messages."""
+    return _AXES.get(ndim, f"{ndim}-tuple")
+
+
+def _is_int(value: object) -> bool:
+    """An int (not a bool), or a symbolic int while exporting with dynamic H x W."""
+    return isinstance(value, torch.SymInt) or (isinstance(value, int) and not isinstance(value, bool))
 
 
 class Routing(str, Enum):
@@ -57,43 +78,91 @@ def to_2tuple(value: int | Size2D | list[int], name: str) -> Size2D:
     raise ValueError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
 
 
+def to_ntuple(value: int | SizeND | list[int], ndim: int, name: str) -> SizeND:
+    """Normalise an int (used on every axis) or one int per axis to an ``ndim``-tuple of ints.
+
+    ``ndim == 2`` is exactly :func:`to_2tuple`.
+    """
+    if ndim == 2:
+        return to_2tuple(value, name)
+    if _is_int(value):
+        return (int(value),) * ndim
+    if isinstance(value, (tuple, list)) and len(value) == ndim and all(_is_int(v) for v in value):
+        return tuple(int(v) for v in value)
+    raise ValueError(f"{name} must be an int or a {axes_name(ndim)} tuple of {ndim} ints, got {value!r}")
+
+
+def grid_ndim(grid: int | SizeND | list[int]) -> int:
+    """Number of axes of a token grid given as an int (a square 2-D grid) or a tuple of 2 or 3 ints."""
+    if _is_int(grid):
+        return 2
+    if isinstance(grid, (tuple, list)) and len(grid) in SUPPORTED_NDIMS and all(_is_int(v) for v in grid):
+        return len(grid)
+    raise ValueError(f"grid must be an int, an (h, w) pair or a (d, h, w) triple of ints, got {grid!r}")
+
+
+def _grid_text(grid: SizeND) -> str:
+    return "x".join(str(v) for v in grid)
+
+
 @dataclass(frozen=True)
 class ScaleGeometry:
-    """Geometry of one scale.
+    """Geometry of one scale (2-D or 3-D; every tuple has one entry per grid axis).
 
     Attributes:
-        grid: ``(h, w)`` valid tokens of this scale.
+        grid: ``(h, w)`` (or ``(d, h, w)``) valid tokens of this scale.
         window: ``(kh, kw)`` window shape used to partition this scale (the whole grid for a single-window scale).
         num_windows: ``(nh, nw)`` windows along each axis.
     """
 
-    grid: Size2D
-    window: Size2D
-    num_windows: Size2D
+    grid: SizeND
+    window: SizeND
+    num_windows: SizeND
 
     @property
-    def padded_grid(self) -> Size2D:
-        return (self.num_windows[0] * self.window[0], self.num_windows[1] * self.window[1])
+    def ndim(self) -> int:
+        return len(self.grid)
+
+    @property
+    def padded_grid(self) -> SizeND:
+        return tuple(n * k for n, k in zip(self.num_windows, self.window))
 
     @property
     def num_tokens(self) -> int:
-        return self.grid[0] * self.grid[1]
+        return math.prod(self.grid)
 
     @property
     def tokens_per_window(self) -> int:
-        return self.window[0] * self.window[1]
+        return math.prod(self.window)
 
     @property
     def windows_total(self) -> int:
-        return self.num_windows[0] * self.num_windows[1]
+        return math.prod(self.num_windows)
 
     @property
     def is_single_window(self) -> bool:
-        return self.num_windows == (1, 1)
+        return all(n == 1 for n in self.num_windows)
 
     @property
     def needs_padding(self) -> bool:
         return self.padded_grid != self.grid
+
+
+def ravel_index(index: SizeND, shape: SizeND) -> int:
+    """Raster (row-major) flat index of a multi-index."""
+    flat = 0
+    for i, n in zip(index, shape):
+        flat = flat * n + i
+    return flat
+
+
+def unravel_index(flat: int, shape: SizeND) -> SizeND:
+    """Inverse of :func:`ravel_index`."""
+    index = []
+    for n in reversed(shape):
+        flat, i = divmod(flat, n)
+        index.append(i)
+    return tuple(reversed(index))
 
 
 @dataclass(frozen=True)
@@ -102,28 +171,33 @@ class MultiScaleLayout:
 
     Attributes:
         scales: one :class:`ScaleGeometry` per scale, finest first.
-        window: ``(kh, kw)`` window side requested for every multi-window scale.
-        stride: ``(sh, sw)`` pooling stride between consecutive scales.
+        window: ``(kh, kw)`` (or ``(kd, kh, kw)``) window side requested for every multi-window scale.
+        stride: ``(sh, sw)`` (or ``(sd, sh, sw)``) pooling stride between consecutive scales.
         routing: :class:`Routing` of the top-down pass (used by :meth:`ancestor_window`).
     """
 
     scales: tuple[ScaleGeometry, ...]
-    window: Size2D
-    stride: Size2D
+    window: SizeND
+    stride: SizeND
     routing: Routing = Routing.SPATIAL
 
     @property
     def num_scales(self) -> int:
         return len(self.scales)
 
+    @property
+    def ndim(self) -> int:
+        """Axes of the token grid: 2 for images, 3 for volumes."""
+        return len(self.window)
+
     def __getitem__(self, scale: int) -> ScaleGeometry:
         return self.scales[scale]
 
     @staticmethod
     def from_grid(
-        grid: int | Size2D,
-        window: int | Size2D = 16,
-        stride: int | Size2D = 4,
+        grid: int | SizeND,
+        window: int | SizeND = 16,
+        stride: int | SizeND = 4,
         *,
         min_scales: int = 1,
         max_scales: int | None = None,
@@ -132,9 +206,11 @@ class MultiScaleLayout:
         """Build the layout of a token grid.
 
         Args:
-            grid: ``(h, w)`` tokens at scale 0 (the stem output), each >= 1.
-            window: window side ``(kh, kw)``, each >= 2 (1x1 windows only make sense as a single scale, see below).
-            stride: pooling stride ``(sh, sw)``, each >= 2 and dividing the window side.
+            grid: ``(h, w)`` or ``(d, h, w)`` tokens at scale 0 (the stem output), each >= 1; an int is a square
+                2-D grid.
+            window: window side per axis (an int = the same on every axis), each >= 2 (1-token windows only make
+                sense as a single scale, see below).
+            stride: pooling stride per axis, each >= 2 and dividing the window side.
             min_scales: build at least this many scales even if a coarser one is not needed by the stop rule
                 (Atlas uses one scale per macro-stage).
             max_scales: build at most this many scales (1 = single-scale window attention).
@@ -143,17 +219,18 @@ class MultiScaleLayout:
         Returns:
             The layout; cached, so building it per forward call is cheap.
         """
-        grid_hw = to_2tuple(grid, "grid")
-        window_hw = to_2tuple(window, "window")
-        stride_hw = to_2tuple(stride, "stride")
+        ndim = grid_ndim(grid)
+        grid_n = to_ntuple(grid, ndim, "grid")
+        window_n = to_ntuple(window, ndim, "window")
+        stride_n = to_ntuple(stride, ndim, "stride")
         try:
             routing = Routing(routing)
         except ValueError:
             raise ValueError(f"routing={routing!r} is not valid; choose one of {[r.value for r in Routing]}") from None
-        symbolic = any(isinstance(v, torch.SymInt) for v in grid_hw)
+        symbolic = any(isinstance(v, torch.SymInt) for v in grid_n)
         if symbolic or torch.compiler.is_compiling():  # traced: the plain function (constant-folded by dynamo)
-            return _build_layout.__wrapped__(grid_hw, window_hw, stride_hw, min_scales, max_scales, routing)
-        return _build_layout(grid_hw, window_hw, stride_hw, min_scales, max_scales, routing)
+            return _build_layout.__wrapped__(grid_n, window_n, stride_n, min_scales, max_scales, routing)
+        return _build_layout(grid_n, window_n, stride_n, min_scales, max_scales, routing)
 
     def ancestor_window(self, scale: int, window_index: int, coarse_scale: int) -> int:
         """Flat index of the window at ``coarse_scale`` that window ``window_index`` of ``scale`` reads in the
@@ -177,11 +254,10 @@ class MultiScaleLayout:
                     f"repeats each coarse window r times); this image size is not one the reference supports"
                 )
             return window_index // (fine.windows_total // coarse.windows_total)
-        i, j = divmod(window_index, fine.num_windows[1])
         levels = coarse_scale - scale
-        ci = min(i // self.stride[0] ** levels, coarse.num_windows[0] - 1)
-        cj = min(j // self.stride[1] ** levels, coarse.num_windows[1] - 1)
-        return ci * coarse.num_windows[1] + cj
+        index = unravel_index(window_index, fine.num_windows)
+        ancestor = tuple(min(i // s**levels, n - 1) for i, s, n in zip(index, self.stride, coarse.num_windows))
+        return ravel_index(ancestor, coarse.num_windows)
 
     def ancestor_windows(self, scale: int, coarse_scale: int) -> tuple[int, ...]:
         """:meth:`ancestor_window` for every window of ``scale``, in raster order."""
@@ -194,27 +270,28 @@ class MultiScaleLayout:
         lines = []
         for index, geo in enumerate(self.scales):
             lines.append(
-                f"scale {index}: {geo.grid[0]}x{geo.grid[1]} tokens, {geo.num_windows[0]}x{geo.num_windows[1]} "
-                f"window(s) of {geo.window[0]}x{geo.window[1]}"
+                f"scale {index}: {_grid_text(geo.grid)} tokens, {_grid_text(geo.num_windows)} "
+                f"window(s) of {_grid_text(geo.window)}"
             )
         return "\n".join(lines)
 
 
-def _fits(grid: Size2D, window: Size2D) -> bool:
-    return grid[0] <= window[0] and grid[1] <= window[1]
+def _fits(grid: SizeND, window: SizeND) -> bool:
+    return all(g <= k for g, k in zip(grid, window))
 
 
 @lru_cache(maxsize=512)
 def _build_layout(
-    grid: Size2D, window: Size2D, stride: Size2D, min_scales: int, max_scales: int | None, routing: Routing
+    grid: SizeND, window: SizeND, stride: SizeND, min_scales: int, max_scales: int | None, routing: Routing
 ) -> MultiScaleLayout:
-    if grid[0] < 1 or grid[1] < 1:
-        raise ValueError(f"token grid must be at least 1x1, got {grid[0]}x{grid[1]}")
-    if window[0] < 1 or window[1] < 1:
+    ndim = len(grid)
+    if any(g < 1 for g in grid):
+        raise ValueError(f"token grid must be at least {_grid_text((1,) * ndim)}, got {_grid_text(grid)}")
+    if any(k < 1 for k in window):
         raise ValueError(f"window must be >= 1 on each side, got {window}")
-    if stride[0] < 2 or stride[1] < 2:
+    if any(s < 2 for s in stride):
         raise ValueError(f"pooling stride must be >= 2 on each side, got {stride}")
-    if window[0] % stride[0] or window[1] % stride[1]:
+    if any(k % s for k, s in zip(window, stride)):
         raise ValueError(
             f"window {window} must be divisible by the pooling stride {stride} on each side, so that every fine "
             f"window pools into exactly one coarse window"
@@ -231,14 +308,13 @@ def _build_layout(
         done_by_rule = _fits(grids[-1], window) and len(grids) >= min_scales
         if done_by_rule or (max_scales is not None and len(grids) >= max_scales):
             break
-        h, w = grids[-1]
-        grids.append((-(-h // stride[0]), -(-w // stride[1])))  # ceil division (exact for symbolic ints too)
+        grids.append(tuple(-(-g // s) for g, s in zip(grids[-1], stride)))  # ceil division (exact for symbolic ints)
 
     scales = []
     for g in grids:
         if _fits(g, window):
-            scales.append(ScaleGeometry(grid=g, window=g, num_windows=(1, 1)))
+            scales.append(ScaleGeometry(grid=g, window=g, num_windows=(1,) * ndim))
         else:
-            num = (-(-g[0] // window[0]), -(-g[1] // window[1]))
+            num = tuple(-(-n // k) for n, k in zip(g, window))
             scales.append(ScaleGeometry(grid=g, window=window, num_windows=num))
     return MultiScaleLayout(scales=tuple(scales), window=window, stride=stride, routing=routing)

@@ -11,10 +11,13 @@ Visibility (0-based scales, ``s = (sh, sw)`` the pooling stride, windows from th
   ``(y // sh**(m-l), x // sw**(m-l))``;
 * bottom-up, query token ``(y, x)`` of scale ``l >= 1``: the keys of scale ``l - 1`` lying in the window of scale
   ``l - 1`` that contains ``(y * sh, x * sw)`` -- the fine window the query was pooled from.
+
+Volumes (``[B, d, h, w, n, d_head]`` maps, a 3-D layout) follow the same rules with a third coordinate ``z``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -22,17 +25,19 @@ import torch
 from atlas_vision.ops.layout import MultiScaleLayout
 
 
-def _window_ids(layout: MultiScaleLayout, scale: int, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """Flat window index (raster order) of the tokens at ``(rows, cols)`` of ``scale``."""
+def _window_ids(layout: MultiScaleLayout, scale: int, coords: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Flat window index (raster order) of the tokens at ``coords`` (one tensor per grid axis) of ``scale``."""
     geo = layout[scale]
-    return (rows // geo.window[0]) * geo.num_windows[1] + cols // geo.window[1]
+    flat = torch.zeros_like(coords[0])
+    for c, k, n in zip(coords, geo.window, geo.num_windows):
+        flat = flat * n + c // k
+    return flat
 
 
-def _coords(layout: MultiScaleLayout, scale: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    h, w = layout[scale].grid
-    rows = torch.arange(h, device=device).repeat_interleave(w)  # [h*w] raster order
-    cols = torch.arange(w, device=device).repeat(h)
-    return rows, cols
+def _coords(layout: MultiScaleLayout, scale: int, device: torch.device) -> list[torch.Tensor]:
+    """Per-axis coordinates ``[N]`` of every token of ``scale``, tokens in raster order."""
+    axes = [torch.arange(g, device=device) for g in layout[scale].grid]
+    return [c.reshape(-1) for c in torch.meshgrid(*axes, indexing="ij")]
 
 
 def _dense_attention(
@@ -44,35 +49,33 @@ def _dense_attention(
 
 
 def _flatten(x_bhwnd: torch.Tensor) -> torch.Tensor:
-    b, h, w, n, d = x_bhwnd.shape
-    return x_bhwnd.reshape(b, h * w, n, d).transpose(1, 2)  # [B, n, h*w, d]
+    """``[B, *grid, n, d]`` -> ``[B, n, N, d]`` (tokens in raster order)."""
+    b, *grid, n, d = x_bhwnd.shape
+    return x_bhwnd.reshape(b, math.prod(grid), n, d).transpose(1, 2)
 
 
 def topdown_visibility(layout: MultiScaleLayout, scale: int, num_key_scales: int, device: torch.device) -> torch.Tensor:
     """bool ``[N_q, sum_m N_m]``: which keys of scales ``scale .. scale + num_key_scales - 1`` each query sees."""
-    q_rows, q_cols = _coords(layout, scale, device)
-    q_window = _window_ids(layout, scale, q_rows, q_cols)
+    q_coords = _coords(layout, scale, device)
+    q_window = _window_ids(layout, scale, q_coords)
     blocks = []
     for m in range(scale, scale + num_key_scales):
-        k_rows, k_cols = _coords(layout, m, device)
-        k_window = _window_ids(layout, m, k_rows, k_cols)
+        k_window = _window_ids(layout, m, _coords(layout, m, device))
         if m == scale:
             target = q_window
         else:
             levels = m - scale
-            pooled_rows = q_rows // layout.stride[0] ** levels
-            pooled_cols = q_cols // layout.stride[1] ** levels
-            target = _window_ids(layout, m, pooled_rows, pooled_cols)
+            pooled = [c // s**levels for c, s in zip(q_coords, layout.stride)]
+            target = _window_ids(layout, m, pooled)
         blocks.append(target[:, None] == k_window[None, :])
     return torch.cat(blocks, dim=1)
 
 
 def bottomup_visibility(layout: MultiScaleLayout, scale: int, device: torch.device) -> torch.Tensor:
     """bool ``[N_scale, N_(scale-1)]``: which fine keys each coarse query of ``scale`` sees."""
-    q_rows, q_cols = _coords(layout, scale, device)
-    source = _window_ids(layout, scale - 1, q_rows * layout.stride[0], q_cols * layout.stride[1])
-    k_rows, k_cols = _coords(layout, scale - 1, device)
-    return source[:, None] == _window_ids(layout, scale - 1, k_rows, k_cols)[None, :]
+    q_coords = _coords(layout, scale, device)
+    source = _window_ids(layout, scale - 1, [c * s for c, s in zip(q_coords, layout.stride)])
+    return source[:, None] == _window_ids(layout, scale - 1, _coords(layout, scale - 1, device))[None, :]
 
 
 def reference_topdown_attention(
@@ -84,12 +87,12 @@ def reference_topdown_attention(
     softmax_scale: float | None = None,
 ) -> torch.Tensor:
     """Top-down windowed attention of scale ``scale``; see :func:`atlas_vision.ops.topdown_attention`."""
-    b, h, w, n, d = q.shape
+    d = q.shape[-1]
     visible = topdown_visibility(layout, scale, len(keys), q.device)
     k_all = torch.cat([_flatten(k) for k in keys], dim=2)  # [B, n, sum N_m, d]
     v_all = torch.cat([_flatten(v) for v in values], dim=2)
-    out = _dense_attention(_flatten(q), k_all, v_all, visible, softmax_scale or d**-0.5)  # [B, n, h*w, d]
-    return out.transpose(1, 2).reshape(b, h, w, n, d)
+    out = _dense_attention(_flatten(q), k_all, v_all, visible, softmax_scale or d**-0.5)  # [B, n, N, d]
+    return out.transpose(1, 2).reshape(q.shape)
 
 
 def reference_bottomup_attention(
@@ -101,7 +104,7 @@ def reference_bottomup_attention(
     softmax_scale: float | None = None,
 ) -> torch.Tensor:
     """Bottom-up attention of scale ``scale`` into scale ``scale - 1``; see :func:`atlas_vision.ops.bottomup_attention`."""
-    b, h, w, n, d = q.shape
+    d = q.shape[-1]
     visible = bottomup_visibility(layout, scale, q.device)
     out = _dense_attention(_flatten(q), _flatten(k_fine), _flatten(v_fine), visible, softmax_scale or d**-0.5)
-    return out.transpose(1, 2).reshape(b, h, w, n, d)
+    return out.transpose(1, 2).reshape(q.shape)

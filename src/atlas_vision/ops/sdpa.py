@@ -10,6 +10,8 @@ built when a scale actually needs padding.
 
 Bottom-up at scale ``l``: the coarse queries are cut into ``(kh/sh) x (kw/sw)`` blocks -- exactly the coarse tokens
 pooled from one fine window -- and each block attends to that fine window's K/V, so the fine K/V are used in place.
+
+Volumes (3-D layouts, ``[B, d, h, w, n, d_head]`` maps) take the same path: the window helpers are N-d.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def sdpa_bottomup_attention(
     if fine.is_single_window:
         block = coarse.grid  # every coarse token was pooled from the one fine window
     else:
-        block = (fine.window[0] // layout.stride[0], fine.window[1] // layout.stride[1])
+        block = tuple(k // s for k, s in zip(fine.window, layout.stride))  # (kh/sh, kw/sw) (or 3-D)
     q_w = to_windows(q, fine.num_windows, block)  # [B, W_fine, n, block tokens, d]
     k_w = to_windows(k_fine, fine.num_windows, fine.window)  # [B, W_fine, n, T_fine, d]
     v_w = to_windows(v_fine, fine.num_windows, fine.window)

@@ -8,7 +8,8 @@ ancestors' K/V -- the queries are grouped by ancestor instead, and that grouping
 
 **Nested window order.** The windows of scale ``l`` are stored in an order where, for every multi-window ancestor
 scale ``l + m``, the ``sh^m x sw^m`` fine windows under one ancestor window are consecutive (rows and columns of the
-window grid written as base-``s`` digits, most significant first, the ``h`` and ``w`` digits interleaved). With the
+window grid written as base-``s`` digits, most significant first, the ``h`` and ``w`` digits interleaved; a volume
+interleaves ``d``, ``h`` and ``w`` digits the same way). With the
 heads axis outside the windows (``[B, n, W, T, d]``), the queries of segment ``m`` are a *view*
 ``[B * n * A_m, 1, G_m * T, d]`` (``A_m`` ancestor windows, ``G_m`` fine windows each) and the ancestor K/V, stored
 in the same nested order at their own scale, are a view ``[B * n * A_m, 1, T_m, d]``. A single-window ancestor is one
@@ -33,13 +34,14 @@ runs its own code in both passes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from atlas_vision.ops import windows as _windows
-from atlas_vision.ops.layout import MultiScaleLayout, ScaleGeometry, Size2D
+from atlas_vision.ops.layout import MultiScaleLayout, ScaleGeometry, SizeND
 
 _CPU_KERNEL_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 
@@ -47,82 +49,83 @@ _CPU_KERNEL_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 # --------------------------------------------------------------------------------------------- nested window order
 @dataclass(frozen=True)
 class NestedWindows:
-    """How one scale's token map is cut into windows in nested order.
+    """How one scale's token map is cut into windows in nested order (2-D or 3-D: one entry per grid axis).
 
     Attributes:
-        grid: ``(h, w)`` real tokens.
+        grid: ``(h, w)`` (or ``(d, h, w)``) real tokens.
         window: ``(kh, kw)``.
         padded_windows: ``(ph, pw)`` windows per axis after padding, multiples of ``stride ** levels``.
         stride: ``(sh, sw)`` digit bases.
         levels: number of nested digit levels (0 = plain raster order).
     """
 
-    grid: Size2D
-    window: Size2D
-    padded_windows: Size2D
-    stride: Size2D
+    grid: SizeND
+    window: SizeND
+    padded_windows: SizeND
+    stride: SizeND
     levels: int
 
     @property
-    def padded_grid(self) -> Size2D:
-        return self.padded_windows[0] * self.window[0], self.padded_windows[1] * self.window[1]
+    def padded_grid(self) -> SizeND:
+        return tuple(p * k for p, k in zip(self.padded_windows, self.window))
 
     @property
     def needs_padding(self) -> bool:
         return self.padded_grid != tuple(self.grid)
 
-    def _split_dims(self) -> tuple[int, int, list[int], list[int]]:
+    def _split_shape(self) -> list[int]:
+        """Per grid axis: ``[ancestors, digit_1 .. digit_levels, window]`` -- e.g. ``[ah, sh.., kh, aw, sw.., kw]``."""
         lv = self.levels
-        ah = self.padded_windows[0] // self.stride[0] ** lv
-        aw = self.padded_windows[1] // self.stride[1] ** lv
-        return ah, aw, [self.stride[0]] * lv, [self.stride[1]] * lv
+        shape = []
+        for p, s, k in zip(self.padded_windows, self.stride, self.window):
+            shape += [p // s**lv, *([s] * lv), k]
+        return shape
 
     def _permutation(self) -> list[int]:
-        # view dims: 0 B | 1 ah | 2..1+L h-digits | 2+L kh | 3+L aw | 4+L..3+2L w-digits | 4+2L kw | 5+2L n | 6+2L d
-        lv = self.levels
-        digits = [d for i in range(lv) for d in (2 + i, 4 + lv + i)]  # (h, w) digit pairs, most significant first
-        return [0, 5 + 2 * lv, 1, 3 + lv, *digits, 2 + lv, 4 + 2 * lv, 6 + 2 * lv]
+        # view dims: 0 B | per axis a: (1 + a*(L+2)) ancestors, then L digits, then the window | n | d
+        # 2-D: 0 B | 1 ah | 2..1+L h-digits | 2+L kh | 3+L aw | 4+L..3+2L w-digits | 4+2L kw | 5+2L n | 6+2L d
+        lv, nd = self.levels, len(self.window)
+        base = [1 + axis * (lv + 2) for axis in range(nd)]
+        heads = 1 + nd * (lv + 2)
+        digits = [base[axis] + 1 + i for i in range(lv) for axis in range(nd)]  # digit tuples, most significant first
+        return [0, heads, *base, *digits, *(b + lv + 1 for b in base), heads + 1]
 
     def partition(self, x_bhwnd: torch.Tensor) -> torch.Tensor:
         """``[B, h, w, n, d]`` -> ``[B, n, W, T, d]`` (``W = ph * pw`` windows in nested order, ``T = kh * kw``)."""
-        b, _, _, n, d = x_bhwnd.shape
-        kh, kw = self.window
-        ah, aw, hd, wd = self._split_dims()
+        b, n, d = x_bhwnd.shape[0], x_bhwnd.shape[-2], x_bhwnd.shape[-1]
         x = _windows.pad_grid(x_bhwnd, self.padded_grid)
-        x = x.view(b, ah, *hd, kh, aw, *wd, kw, n, d)
+        x = x.view(b, *self._split_shape(), n, d)
         x = x.permute(self._permutation())  # [B, n, ah, aw, (h, w digit) pairs..., kh, kw, d]
-        return x.reshape(b, n, self.padded_windows[0] * self.padded_windows[1], kh * kw, d)
+        return x.reshape(b, n, math.prod(self.padded_windows), math.prod(self.window), d)
 
     def merge(self, x_bnWTd: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`partition`, cropped to ``grid``: ``[B, n, W, T, d]`` -> ``[B, h, w, n, d]``."""
         b, n, _, _, d = x_bnWTd.shape
-        kh, kw = self.window
-        ah, aw, hd, wd = self._split_dims()
         perm = self._permutation()
-        permuted_shape = [(b, ah, *hd, kh, aw, *wd, kw, n, d)[i] for i in perm]
-        x = x_bnWTd.view(permuted_shape)
+        view_shape = (b, *self._split_shape(), n, d)
+        x = x_bnWTd.view([view_shape[i] for i in perm])
         inverse = sorted(range(len(perm)), key=perm.__getitem__)
         x = x.permute(inverse)  # [B, ah, h digits..., kh, aw, w digits..., kw, n, d]
         x = x.reshape(b, *self.padded_grid, n, d)
         if self.needs_padding:
-            x = x[:, : self.grid[0], : self.grid[1]]
+            x = x[(slice(None), *(slice(0, g) for g in self.grid))]
         return x
 
     def key_mask(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
         """Additive ``[W, T]`` mask (0 real, ``-inf`` padding; all-padding windows left unmasked) or ``None``."""
         if not self.needs_padding:
             return None
-        ph, pw = self.padded_grid
-        valid_hw = (torch.arange(ph, device=device) < self.grid[0])[:, None] & (
-            torch.arange(pw, device=device) < self.grid[1]
-        )[None, :]  # [H, W]
-        valid = self.partition(valid_hw[None, :, :, None, None])[0, 0, :, :, 0]  # [W, T]
+        valid_grid = torch.ones((), dtype=torch.bool, device=device)
+        for axis, (p, g) in enumerate(zip(self.padded_grid, self.grid)):
+            inside = torch.arange(p, device=device) < g
+            valid_grid = valid_grid[..., None] & inside.view(*(1,) * axis, -1)  # [H, W] (2-D)
+        valid = self.partition(valid_grid[None, ..., None, None])[0, 0, :, :, 0]  # [W, T]
         valid = valid | ~valid.any(dim=1, keepdim=True)  # all-padding windows: keep finite
         mask = torch.zeros(valid.shape, dtype=dtype, device=device)
         return mask.masked_fill_(~valid, float("-inf"))
 
 
-def _nested(geo: ScaleGeometry, padded_windows: Size2D, stride: Size2D, levels: int) -> NestedWindows:
+def _nested(geo: ScaleGeometry, padded_windows: SizeND, stride: SizeND, levels: int) -> NestedWindows:
     return NestedWindows(grid=geo.grid, window=geo.window, padded_windows=padded_windows, stride=stride, levels=levels)
 
 
@@ -141,17 +144,17 @@ def _plan(
 ) -> tuple[NestedWindows, list[NestedWindows | None], int]:
     """The query nesting, one nesting per segment (``None`` = single-window ancestor), and ``M1``."""
     geo = layout[scale]
-    sh, sw = layout.stride
     multi = [m for m in range(1, num_segments) if not layout[scale + m].is_single_window]
     levels = len(multi)  # multi-window ancestors are m = 1..levels (coarser grids are smaller)
-    fh, fw = sh**levels, sw**levels
-    padded = (-(-geo.num_windows[0] // fh) * fh, -(-geo.num_windows[1] // fw) * fw)
+    factors = [s**levels for s in layout.stride]
+    padded = tuple(-(-n // f) * f for n, f in zip(geo.num_windows, factors))  # whole ancestor blocks per axis
     query = _nested(geo, padded, layout.stride, levels)
     segments: list[NestedWindows | None] = [query]
     for m in range(1, num_segments):
         if m <= levels:
             src = layout[scale + m]
-            segments.append(_nested(src, (padded[0] // sh**m, padded[1] // sw**m), layout.stride, levels - m))
+            src_padded = tuple(p // s**m for p, s in zip(padded, layout.stride))
+            segments.append(_nested(src, src_padded, layout.stride, levels - m))
         else:
             segments.append(None)
     return query, segments, levels
@@ -290,7 +293,7 @@ def split_topdown_attention(
     for nesting, k, v in zip(nestings, keys, values):
         if nesting is None:  # single-window ancestor: one group of all queries, K/V [B, n, 1, S, d]
             segments.append(_Segment(groups=1, mask=None))
-            kv += [k.flatten(1, 2).transpose(1, 2).unsqueeze(2), v.flatten(1, 2).transpose(1, 2).unsqueeze(2)]
+            kv += [k.flatten(1, -3).transpose(1, 2).unsqueeze(2), v.flatten(1, -3).transpose(1, 2).unsqueeze(2)]
             continue
         k_n, v_n = nesting.partition(k), nesting.partition(v)  # [B, n, A, T_m, d]
         groups = k_n.shape[2]
@@ -337,11 +340,8 @@ def split_bottomup_attention(
     fine, coarse = layout[scale - 1], layout[scale]
     d = q.shape[-1]
     scale_factor = d**-0.5 if softmax_scale is None else float(softmax_scale)
-    block = (
-        coarse.grid
-        if fine.is_single_window
-        else (fine.window[0] // layout.stride[0], fine.window[1] // layout.stride[1])
-    )
+    # (kh/sh, kw/sw) coarse tokens per fine window (3-D: (kd/sd, kh/sh, kw/sw))
+    block = coarse.grid if fine.is_single_window else tuple(k // s for k, s in zip(fine.window, layout.stride))
     queries = NestedWindows(
         grid=coarse.grid, window=block, padded_windows=fine.num_windows, stride=layout.stride, levels=0
     )

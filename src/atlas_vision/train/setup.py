@@ -121,12 +121,10 @@ class RunSetup:
             self.precision.name,
             ctx.world_size,
         )
-        h, w = cfg.data.img_size
         log.info(
-            "data %s %dx%d: %d train / %d val images, %d classes",
+            "data %s %s: %d train / %d val images, %d classes",
             cfg.data.task,
-            h,
-            w,
+            "x".join(str(v) for v in cfg.data.input_size),
             len(d.train),
             len(d.val),
             d.num_classes,
@@ -285,7 +283,7 @@ def _build(cfg: TrainConfig, ctx: DistContext, run_dir: RunDir, claim: RunDirCla
         clip_grad=cfg.optim.clip_grad,
         accum=layout.accum,
         ctx=ctx,
-        dummy_chw=(data.in_chans, *cfg.data.img_size),
+        dummy_chw=(data.in_chans, *cfg.data.input_size),
     )
     config_yaml = dump_yaml(cfg)
     environment = env_metadata(ctx.device, precision.name, cfg.run.seed)
