@@ -15,7 +15,8 @@ from test_train_support import one_thread, tiny_config  # noqa: F401 (autouse fi
 
 from atlas_vision.export import cli as export_cli
 from atlas_vision.hub import load_pretrained, save_pretrained
-from atlas_vision.models import Atlas, AtlasConfig, cli_convert
+from atlas_vision import cli_convert
+from atlas_vision.models import Atlas, AtlasConfig
 from atlas_vision.train import run_training
 
 FP64 = {"atol": 1e-10, "rtol": 0.0}

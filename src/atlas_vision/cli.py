@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("atlas_vision.train.cli_predict", "top-k classes for image files of any size"),
     "data": ("atlas_vision.data.cli", "data set tools (e.g. `data hr-in100` builds the HR-IN100 folder tree)"),
     "bench": ("atlas_vision.bench.cli", "benchmarks: `bench mixers`, `bench ablations`, `bench models`"),
-    "convert": ("atlas_vision.models.cli_convert", "convert the authors' reference checkpoint into a hub folder"),
+    "convert": ("atlas_vision.cli_convert", "convert the authors' reference checkpoint into a hub folder"),
     "export": ("atlas_vision.export.cli", "export a run or hub folder: hub folder, ONNX, torch.export"),
     "slide": ("atlas_vision.slide.cli", "whole-slide images: `slide info|embed|map|synth` (features.zarr, heatmaps)"),
     "slide-demo": ("atlas_vision.slidelearn.cli_demo", "demo: train 3 slide heads on synthetic slides"),

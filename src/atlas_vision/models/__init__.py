@@ -70,9 +70,8 @@ def create_model(name: str, **kwargs) -> Atlas:
     """``timm.create_model`` restricted to Atlas variants, with a clear error for an unknown name."""
     import timm
 
-    from atlas_vision._timm_registration import ensure_registered
-
     if name not in VARIANT_NAMES and name not in VARIANT_NAMES_3D:
         raise ValueError(f"unknown Atlas model {name!r}; registered: {list_models()}")
-    ensure_registered(name)
+    if name in VARIANT_NAMES_3D:
+        importlib.import_module("atlas_vision.models.variants3d")  # registers the 3-D variants with timm
     return timm.create_model(name, **kwargs)
