@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 
 def _rss_mb() -> float:
@@ -139,7 +139,9 @@ def _naive_topdown_factory(kind: str, real):
         s = k_all.shape[3]
         mask = valid_all[None, :, None, None, :].expand(b, num_w, 1, 1, s).reshape(b * num_w, 1, 1, s)
         out = F.scaled_dot_product_attention(
-            q_w.reshape(b * num_w, n, t, d), k_all.reshape(b * num_w, n, s, d), v_all.reshape(b * num_w, n, s, d),
+            q_w.reshape(b * num_w, n, t, d),
+            k_all.reshape(b * num_w, n, s, d),
+            v_all.reshape(b * num_w, n, s, d),
             attn_mask=mask,
         )
         return from_windows(out.view(b, num_w, n, t, d), geo.num_windows, geo.window, geo.grid)
@@ -153,7 +155,9 @@ def child(spec: dict) -> dict:
     device = torch.device(spec["device"])
     kind = spec["kind"]
     train = spec["mode"] == "fwd_bwd"
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    )
 
     if kind == "model":
         model = _build_model(spec["model"], device).train(train)
@@ -203,7 +207,12 @@ def child(spec: dict) -> dict:
     with context:
         times = _time(step, spec["warmup"], spec["iters"], device)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else _peak_rss_mb()) - base
-    return {"ms_median": statistics.median(times), "ms_min": min(times), "peak_mem_mb": round(peak, 1), "iters": len(times)}
+    return {
+        "ms_median": statistics.median(times),
+        "ms_min": min(times),
+        "peak_mem_mb": round(peak, 1),
+        "iters": len(times),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -212,7 +221,11 @@ def child(spec: dict) -> dict:
 
 def _run_child(spec: dict, timeout: int) -> dict:
     proc = subprocess.run(
-        [sys.executable, __file__, "_child", json.dumps(spec)], capture_output=True, text=True, timeout=timeout
+        [sys.executable, __file__, "_child", json.dumps(spec)],
+        check=False,  # a failing child is a recorded row, not a crash
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["?"]
@@ -222,7 +235,9 @@ def _run_child(spec: dict, timeout: int) -> dict:
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         return ""
 
@@ -238,15 +253,39 @@ def plan(what: str, args) -> list[dict]:
     elif what == "blocks":
         for mixer in args.mixers.split(","):
             for tokens in [int(t) for t in args.tokens.split(",")]:
-                side = int(math.isqrt(tokens))
-                specs.append({**common, "kind": "block", "mixer": mixer, "side": side, "mode": "fwd_bwd", "batch": 1,
-                              "dim": args.dim, "heads": args.heads, "window": 16, "stride": 4})
+                side = math.isqrt(tokens)
+                specs.append(
+                    {
+                        **common,
+                        "kind": "block",
+                        "mixer": mixer,
+                        "side": side,
+                        "mode": "fwd_bwd",
+                        "batch": 1,
+                        "dim": args.dim,
+                        "heads": args.heads,
+                        "window": 16,
+                        "stride": 4,
+                    }
+                )
     elif what == "fastpath":
         for mixer in ("msa", "msa-split", "msa-naive-kv-copy"):
             for side in [int(s) for s in args.sides.split(",")]:
                 for mode in ("fwd", "fwd_bwd"):
-                    specs.append({**common, "kind": "block", "mixer": mixer, "side": side, "mode": mode, "batch": 1,
-                                  "dim": args.dim, "heads": args.heads, "window": 16, "stride": 4})
+                    specs.append(
+                        {
+                            **common,
+                            "kind": "block",
+                            "mixer": mixer,
+                            "side": side,
+                            "mode": mode,
+                            "batch": 1,
+                            "dim": args.dim,
+                            "heads": args.heads,
+                            "window": 16,
+                            "stride": 4,
+                        }
+                    )
     return specs
 
 
@@ -272,8 +311,9 @@ def main() -> int:
     args = parser.parse_args()
 
     meta = {
-        "device": args.device if args.device != "cpu" else f"cpu ({platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads)",
+        "device": args.device
+        if args.device != "cpu"
+        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "commit": _commit(),
         "date": datetime.date.today().isoformat(),

@@ -19,8 +19,21 @@ from pathlib import Path
 
 import yaml
 
-RUN_COLUMNS = ("model", "kwargs", "seed", "task", "img_size", "val_top1", "best_val_top1", "best_epoch", "train_loss",
-               "epochs", "train_s", "images_per_s", "num_params")
+RUN_COLUMNS = (
+    "model",
+    "kwargs",
+    "seed",
+    "task",
+    "img_size",
+    "val_top1",
+    "best_val_top1",
+    "best_epoch",
+    "train_loss",
+    "epochs",
+    "train_s",
+    "images_per_s",
+    "num_params",
+)
 ENV_KEYS = ("device", "device_name", "torch", "timm", "atlas_vision", "git_commit", "dtype", "threads", "date")
 
 
@@ -47,8 +60,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--append", action="store_true",
-                        help="keep the rows already in --out (run directories that no longer exist stay recorded)")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the rows already in --out (run directories that no longer exist stay recorded)",
+    )
     args = parser.parse_args()
     try:
         kept: list[dict] = []

@@ -56,8 +56,9 @@ def main() -> None:
         if row["measure"] == "accuracy" and row.get("val_top1"):
             points["=".join(row[c] for c in label)].append((float(row["train_s"]), float(row["val_top1"])))
     if points:
-        plot_accuracy_vs_time(points, args.out.with_name(f"{args.out.stem}_accuracy_vs_time.png"),
-                              f"{args.title}: accuracy vs time")
+        plot_accuracy_vs_time(
+            points, args.out.with_name(f"{args.out.stem}_accuracy_vs_time.png"), f"{args.title}: accuracy vs time"
+        )
     print(f"{len(rows)} rows from {len(args.csvs)} files -> {args.out}")
 
 

@@ -74,7 +74,10 @@ def accuracy(path: str, label: list[str], order: list[str]) -> str:
     by: dict[str, list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         by[_name(r, label)].append(r)
-    lines = ["| variant | seeds | val top-1 per seed (%) | mean ± std | train time per run (s) |", "|---|---|---|---|---|"]
+    lines = [
+        "| variant | seeds | val top-1 per seed (%) | mean ± std | train time per run (s) |",
+        "|---|---|---|---|---|",
+    ]
     for name in _ordered(list(by), order):
         rs = by[name]
         accs = [float(r["val_top1"]) for r in rs]

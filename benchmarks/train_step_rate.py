@@ -37,11 +37,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tokens = (-(-args.img // args.patch)) ** 2
-    print(f"# {tokens} tokens per image, dim {args.dim}, heads {args.heads}, depth {args.depth}, window "
-          f"{args.window}, batch {args.batch}, {args.threads} thread(s), torch {torch.__version__}")
+    print(
+        f"# {tokens} tokens per image, dim {args.dim}, heads {args.heads}, depth {args.depth}, window "
+        f"{args.window}, batch {args.batch}, {args.threads} thread(s), torch {torch.__version__}"
+    )
     for mixer in args.mixers.split(","):
-        kwargs = dict(mixer=mixer, dim=args.dim, depth=args.depth, num_heads=args.heads, patch_size=args.patch,
-                      window=(args.window, args.window), num_classes=2)
+        kwargs = {
+            "mixer": mixer,
+            "dim": args.dim,
+            "depth": args.depth,
+            "num_heads": args.heads,
+            "patch_size": args.patch,
+            "window": (args.window, args.window),
+            "num_classes": 2,
+        }
         if mixer == "msa":
             kwargs["pool_stride"] = (args.pool_stride, args.pool_stride)
         if mixer == "dilated":

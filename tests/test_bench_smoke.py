@@ -272,8 +272,24 @@ def test_interrupted_training_stops_the_benchmark_without_a_row(tmp_path: Path, 
 
     monkeypatch.setattr(train_module, "run_training", fake_training)
     out = tmp_path / "mixers"
-    argv = ["mixers", *TINY, "--mixers", "window", "--tokens", "64", "--task", "fake", "--img-size", "32",
-            "--patch-size", "4", "--seeds", "0,1,2", "--out", str(out)]
+    argv = [
+        "mixers",
+        *TINY,
+        "--mixers",
+        "window",
+        "--tokens",
+        "64",
+        "--task",
+        "fake",
+        "--img-size",
+        "32",
+        "--patch-size",
+        "4",
+        "--seeds",
+        "0,1,2",
+        "--out",
+        str(out),
+    ]
     with pytest.raises(SystemExit) as stop:
         main(argv)
     assert stop.value.code == 143 and calls == [0, 1]

@@ -13,9 +13,9 @@ import torch
 from oracle import CASES, oracle_expected, oracle_input, weights_path
 from test_train_support import one_thread, tiny_config  # noqa: F401 (autouse fixture)
 
+from atlas_vision import cli_convert
 from atlas_vision.export import cli as export_cli
 from atlas_vision.hub import load_pretrained, save_pretrained
-from atlas_vision import cli_convert
 from atlas_vision.models import Atlas, AtlasConfig
 from atlas_vision.train import run_training
 

@@ -82,11 +82,19 @@ def test_merge_keeps_every_row_and_refuses_a_run_made_twice(tmp_path, monkeypatc
 
 def _fake_run(run_dir: Path, seed: int, top1: float, interrupted: bool = False) -> Path:
     run_dir.mkdir(parents=True)
-    config = {"model": {"name": "atlas_tiny", "kwargs": {"communication": "none"}}, "run": {"seed": seed},
-              "data": {"task": "longrange", "img_size": [64, 64]}}
+    config = {
+        "model": {"name": "atlas_tiny", "kwargs": {"communication": "none"}},
+        "run": {"seed": seed},
+        "data": {"task": "longrange", "img_size": [64, 64]},
+    }
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
-    summary = {"val_top1": top1, "epochs": 15, "train_s": 1.0, "interrupted": interrupted,
-               "environment": {"device": "cpu", "git_commit": "abc1234"}}
+    summary = {
+        "val_top1": top1,
+        "epochs": 15,
+        "train_s": 1.0,
+        "interrupted": interrupted,
+        "environment": {"device": "cpu", "git_commit": "abc1234"},
+    }
     (run_dir / "summary.json").write_text(json.dumps(summary))
     return run_dir
 

@@ -42,9 +42,23 @@ def _timm_test_dir() -> Path:
         return target
     with tempfile.TemporaryDirectory() as tmp:
         fetch = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-             f"timm=={timm.__version__}", "-d", tmp],
-            capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                f"timm=={timm.__version__}",
+                "-d",
+                tmp,
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         archives = list(Path(tmp).glob("timm-*.tar.gz"))
         if fetch.returncode != 0 or not archives:
@@ -65,9 +79,28 @@ def _timm_test_dir() -> Path:
 def test_timm_generic_model_tests_pass_on_our_test_variants():
     test_dir = _timm_test_dir()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", str(test_dir / "test_models.py"), "-q", "-p", "no:cacheprovider",
-         "-k", "test_atlas", "-x", "--timeout=900", "-o", "addopts=", "--rootdir", str(test_dir)],
-        capture_output=True, text=True, timeout=1500, cwd=test_dir,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(test_dir / "test_models.py"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "test_atlas",
+            "-x",
+            "--timeout=900",
+            "-o",
+            "addopts=",
+            "--rootdir",
+            str(test_dir),
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        cwd=test_dir,
     )
     tail = result.stdout[-4000:] + result.stderr[-2000:]
     assert result.returncode == 0, tail

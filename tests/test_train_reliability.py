@@ -330,3 +330,17 @@ def test_sigterm_to_the_process_group_stops_with_a_checkpoint(tmp_path: Path, mo
     assert summary["interrupted"] and summary["exit_code"] == 143 and summary["steps"] == 2
     meta = json.loads((tmp_path / "run" / "checkpoints" / "last" / "meta.json").read_text())
     assert (meta["update_step"], meta["batch_in_epoch"]) == (2, 2)
+
+
+def test_resume_of_a_run_whose_checkpoints_are_damaged_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    for name in ("last", "best"):
+        ckpt = run / "checkpoints" / name
+        ckpt.mkdir(parents=True)
+        (ckpt / "meta.json").write_text("{not json")
+        (ckpt / "model.safetensors").write_bytes(b"")
+    assert cli_train.main(["--resume", str(run), "--epochs", "3"]) == 2
+    line = _one_error_line(capsys)
+    assert "checkpoint" in line and str(run) in line, line

@@ -15,7 +15,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-import torch.nn as nn
+from torch import nn
 
 from atlas_vision.bench.common import BenchSettings
 from atlas_vision.bench.plots import plot_throughput_vs_resolution

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from atlas_vision.bench.timing import is_out_of_memory, measure_peak_memory, time_fn
 from atlas_vision.mixers import MixerNet, MixerNetConfig

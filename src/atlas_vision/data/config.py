@@ -24,7 +24,12 @@ INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "box", "ham
 AUTO_AUGMENT_KINDS: tuple[str, ...] = ("rand", "augmix", "original", "originalr", "v0", "v0r", "3a")
 CROPS: tuple[str, ...] = ("random_resized", "whole")
 TENSOR_INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic")  # what resizing a [C, H, W] tensor offers
-TASK_CHANNELS: dict[str, int] = {"longrange": 3, "pathfinder": 1, "fake": 3, "longrange3d": 1}  # procedural tasks: fixed channels
+TASK_CHANNELS: dict[str, int] = {
+    "longrange": 3,
+    "pathfinder": 1,
+    "fake": 3,
+    "longrange3d": 1,
+}  # procedural tasks: fixed channels
 # tasks whose channel count is read from the data (slide feature grids: feature width + 1 mask channel)
 DATA_CHANNEL_TASKS: tuple[str, ...] = ("slide_features", "volume")  # volume: the files' channel count
 PROCEDURAL_ONLY_KEYS: tuple[str, ...] = (

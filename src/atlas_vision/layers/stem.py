@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
 from timm.layers import LayerNorm2d
+from torch import nn
 
 
 class ConvResBlock(nn.Module):

@@ -83,7 +83,10 @@ class AtlasConfig:
         set_(self, "pool_stride", to_ntuple(self.pool_stride, self.ndim, "pool_stride"))
         self._normalise_patch()
         for name, enum in (
-            ("pool_op", PoolOp), ("communication", Communication), ("backend", Backend), ("routing", Routing)
+            ("pool_op", PoolOp),
+            ("communication", Communication),
+            ("backend", Backend),
+            ("routing", Routing),
         ):
             value = getattr(self, name)
             try:
@@ -100,9 +103,13 @@ class AtlasConfig:
         no silent coercion, and no deep torch error later."""
         for name in _INT_FIELDS:
             value = getattr(self, name)
-            if name == "patch_size" and self.ndim != 2 and isinstance(value, (tuple, list)):
-                if all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
-                    continue  # a 3-D patch: one int per axis (its values are checked by _validate_patch)
+            if (
+                name == "patch_size"
+                and self.ndim != 2
+                and isinstance(value, (tuple, list))
+                and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value)
+            ):
+                continue  # a 3-D patch: one int per axis (its values are checked by _validate_patch)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 kind = type(self).__name__
                 raise TypeError(f"{kind}.{name} must be an int, got {value!r} ({type(value).__name__})")

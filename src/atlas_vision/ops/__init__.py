@@ -57,8 +57,7 @@ def _check_map(name: str, x: torch.Tensor, grid: SizeND, heads_dim: tuple[int, i
     if x.dim() != ndim + 3:
         axes = axes_name(ndim)[1:-1]  # "h, w" or "d, h, w"
         raise ValueError(
-            f"{name} must be a [B, {axes}, n_heads, d_head] tensor for this {ndim}-D layout, got shape "
-            f"{tuple(x.shape)}"
+            f"{name} must be a [B, {axes}, n_heads, d_head] tensor for this {ndim}-D layout, got shape {tuple(x.shape)}"
         )
     if tuple(x.shape[1:-2]) != tuple(grid):
         raise ValueError(f"{name} has grid {tuple(x.shape[1:-2])} but the layout expects {tuple(grid)}")

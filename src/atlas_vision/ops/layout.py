@@ -67,12 +67,12 @@ class Routing(str, Enum):
 
 def to_2tuple(value: int | Size2D | list[int], name: str) -> Size2D:
     """Normalise an int or an (h, w) pair to an ``(h, w)`` tuple of ints, with a clear error otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):  # (bools are rejected below)
         return (value, value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, torch.SymInt) or (isinstance(v, int) and not isinstance(v, bool)) for v in value
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, torch.SymInt) or (isinstance(v, int) and not isinstance(v, bool)) for v in value)
     ):  # SymInt: a symbolic token grid while exporting with dynamic H x W
         return tuple(v if isinstance(v, torch.SymInt) else int(v) for v in value)
     raise ValueError(f"{name} must be an int or an (h, w) pair of ints, got {value!r}")

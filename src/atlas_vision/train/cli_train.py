@@ -82,11 +82,12 @@ def parse(argv: Sequence[str]) -> tuple[TrainConfig | None, bool, bool]:
 
 def main(argv: list[str]) -> int:
     from atlas_vision.train.config import TrainConfig
+    from atlas_vision.train.checkpoint import CheckpointError
     from atlas_vision.train.config_io import ConfigError, describe, dump_yaml
 
     try:
         cfg, print_config, show_help = parse(argv)
-    except (UsageError, ConfigError, FileNotFoundError) as err:
+    except (UsageError, ConfigError, FileNotFoundError, CheckpointError) as err:  # e.g. --resume of a damaged run
         print(f"atlas-vision train: error: {err}", file=sys.stderr)
         return 2
     if show_help:
