@@ -81,8 +81,8 @@ def parse(argv: Sequence[str]) -> tuple[TrainConfig | None, bool, bool]:
 
 
 def main(argv: list[str]) -> int:
-    from atlas_vision.train.config import TrainConfig
     from atlas_vision.train.checkpoint import CheckpointError
+    from atlas_vision.train.config import TrainConfig
     from atlas_vision.train.config_io import ConfigError, describe, dump_yaml
 
     try:
