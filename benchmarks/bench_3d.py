@@ -30,22 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_core import _peak_rss_mb, _rss_mb, _time
-from torch import nn
-
-
-class GlobalBlock3d(nn.Module):
-    """A ViT block (timm's) over a ``[B, d, h, w, C]`` map flattened to one sequence: global attention."""
-
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        from timm.models.vision_transformer import Block
-
-        self.block = Block(dim, heads, mlp_ratio=4.0, qkv_bias=True)
-
-    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        x = xs[0]
-        return [self.block(x.flatten(1, 3)).view_as(x)]
+from bench_core import GlobalBlock, _peak_rss_mb, _rss_mb, _time
 
 
 def _block_child(spec: dict) -> dict:
@@ -55,7 +40,7 @@ def _block_child(spec: dict) -> dict:
     side, dim, heads = spec["side"], spec["dim"], spec["heads"]
     x = torch.randn(1, side, side, side, dim)
     if spec["mixer"] == "global":
-        layout, module, xs = None, GlobalBlock3d(dim, heads), [x]
+        layout, module, xs = None, GlobalBlock(dim, heads), [x]
     else:
         layout = MultiScaleLayout.from_grid((side,) * 3, spec["window"], spec["stride"])
         module = MSABlock(dim, heads, num_scale_blocks=layout.num_scales, backend=spec["backend"], ndim=3)

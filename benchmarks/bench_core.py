@@ -70,7 +70,8 @@ def _build_model(name: str, device: torch.device) -> nn.Module:
 
 
 class GlobalBlock(nn.Module):
-    """A ViT block (timm's), run on [B, h, w, C] maps flattened to one sequence: global attention."""
+    """A ViT block (timm's), run on [B, h, w, C] (or [B, d, h, w, C]) maps flattened to one sequence: global
+    attention."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
@@ -80,7 +81,7 @@ class GlobalBlock(nn.Module):
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         x = xs[0]
-        return [self.block(x.flatten(1, 2)).view_as(x)]
+        return [self.block(x.flatten(1, -2)).view_as(x)]  # [B, tokens, C]
 
 
 class MSAOnly(nn.Module):
