@@ -27,15 +27,23 @@ import torch
 import atlas_vision  # noqa: F401  (registers the Atlas models with timm)
 from atlas_vision.bench.speed import autocast, measure_train_step
 from atlas_vision.bench.timing import is_out_of_memory, measure_peak_memory, time_fn
-from atlas_vision.ops import Backend
+from atlas_vision.ops import BACKENDS, Backend, Pass
 
 NUM_CLASSES = 100  # HR-IN100, as in `atlas-vision bench models`
 
 
-def backend_unavailable(backend: str) -> str | None:
-    """``None`` if this build has attention backend ``backend``, else why not (``flex`` lands with issue 11 part 2)."""
+def backend_unavailable(backend: str, device: torch.device, needs_grad: bool) -> str | None:
+    """``None`` if attention backend ``backend`` can run both passes on ``device`` (with a backward if
+    ``needs_grad``), else why not, as its declaration says (e.g. ``flex`` has no CPU backward)."""
     valid = [b.value for b in Backend]
-    return None if backend in valid else f"backend {backend!r} does not exist in this build (valid: {valid})"
+    if backend not in valid:
+        return f"backend {backend!r} does not exist in this build (valid: {valid})"
+    if backend == Backend.AUTO.value:
+        return None
+    spec = next(s for s in BACKENDS if s.backend.value == backend)
+    q = torch.zeros(1, 1, 1, 1, 8, device=device)  # [B, h, w, n, d]: only device, dtype and head dim are read
+    reasons = sorted({r for p in Pass for r in spec.not_supported_reasons(p, q, needs_grad)})
+    return f"backend {backend!r}: {'; '.join(reasons)}" if reasons else None
 
 
 def model_kwargs(model: str, img: int, backend: str) -> dict[str, Any]:
@@ -63,7 +71,8 @@ def _free(device: torch.device) -> None:
 
 def train_item(item: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """One training step measurement: ``{model, img, backend, batch, warmup, iters, checkpointing}``."""
-    if item["model"].startswith(("atlas", "test_atlas")) and (reason := backend_unavailable(item["backend"])):
+    atlas = item["model"].startswith(("atlas", "test_atlas"))
+    if atlas and (reason := backend_unavailable(item["backend"], device, needs_grad=True)):
         return {"status": f"unavailable: {reason}"}
 
     def make() -> torch.nn.Module:
@@ -88,7 +97,7 @@ def train_item(item: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 def infer_item(item: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Inference (no grad, autocast) of one batch: ``{model, img, backend, batch, warmup, iters}``."""
-    if reason := backend_unavailable(item["backend"]):
+    if reason := backend_unavailable(item["backend"], device, needs_grad=False):
         return {"status": f"unavailable: {reason}"}
     model = _build(item["model"], item["img"], item["backend"]).to(device).eval()
     images = torch.randn(item["batch"], 3, item["img"], item["img"], device=device)
@@ -120,7 +129,7 @@ def contract_item(item: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """The model contract on ``device`` for one Atlas variant, backend and input shape ``[B, 3, H, W]``:
     output ``[B, classes]``, finite; every parameter gets a finite gradient; fp32 output equal to the CPU fp32
     output of the same weights; bf16-autocast output close to it.  Returns the errors measured and ``status``."""
-    if reason := backend_unavailable(item["backend"]):
+    if reason := backend_unavailable(item["backend"], device, needs_grad=True):
         return {"status": f"unavailable: {reason}"}
     b, h, w = item["shape"]
     torch.manual_seed(0)

@@ -43,15 +43,22 @@ def test_every_enum_member_but_auto_is_declared_once():
 @pytest.mark.parametrize("spec", BACKENDS, ids=lambda s: s.backend.value)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16, torch.float16], ids=str)
 def test_declared_backends_run_both_passes_on_cpu(spec, dtype):
-    """What is declared runs: every backend claims both passes, autograd and these dtypes on CPU, and does them."""
+    """What is declared runs: every backend claims both passes and these dtypes on CPU and runs them forward; where
+    it declares autograd on CPU it runs backward too, and where it does not (flex) a backward is refused up front."""
     q = torch.zeros(1, 4, 4, 2, 8, dtype=dtype)
+    differentiable = spec.autograd_devices is None or "cpu" in spec.autograd_devices
     for pass_ in Pass:
-        assert spec.not_supported_reasons(pass_, q, needs_grad=True) == []
-    qs, ks, vs = _maps(dtype, requires_grad=True)
-    out = topdown_attention(qs[0], ks, vs, LAYOUT, 0, backend=spec.backend)
-    out_bu = bottomup_attention(qs[1], ks[0], vs[0], LAYOUT, 1, backend=spec.backend)
-    (out.float().sum() + out_bu.float().sum()).backward()
-    assert out.dtype == out_bu.dtype == dtype and qs[0].grad is not None and ks[0].grad is not None
+        assert spec.not_supported_reasons(pass_, q, needs_grad=False) == []
+        grad_reasons = spec.not_supported_reasons(pass_, q, needs_grad=True)
+        assert grad_reasons == [] if differentiable else any("no backward on device 'cpu'" in r for r in grad_reasons)
+    qs, ks, vs = _maps(dtype, requires_grad=differentiable)
+    with torch.set_grad_enabled(differentiable):
+        out = topdown_attention(qs[0], ks, vs, LAYOUT, 0, backend=spec.backend)
+        out_bu = bottomup_attention(qs[1], ks[0], vs[0], LAYOUT, 1, backend=spec.backend)
+    assert out.dtype == out_bu.dtype == dtype and out.shape == qs[0].shape and out_bu.shape == qs[1].shape
+    if differentiable:
+        (out.float().sum() + out_bu.float().sum()).backward()
+        assert qs[0].grad is not None and ks[0].grad is not None
 
 
 @pytest.mark.parametrize(

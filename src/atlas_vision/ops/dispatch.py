@@ -8,8 +8,8 @@ input (an enum, a string or ``None``) into the spec that runs:
   (:meth:`BackendSpec.not_supported_reasons`) -- never a silent fallback to another backend;
 * ``auto`` takes the first spec in :data:`BACKENDS` whose ``auto`` rule wants the inputs and that can run them.
 
-Adding a backend (e.g. ``flex`` = ``torch.nn.attention.flex_attention``) is one enum member and one ``BackendSpec``
-in :data:`BACKENDS` (placed where ``auto`` should consider it), plus its rows in :mod:`atlas_vision.ops.tolerances`.
+Adding a backend is one enum member and one ``BackendSpec`` in :data:`BACKENDS` (placed where ``auto`` should
+consider it), plus its rows in :mod:`atlas_vision.ops.tolerances` -- as ``flex`` was added.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from enum import Enum
 
 import torch
 
+from atlas_vision.ops.flex import flex_bottomup_attention, flex_topdown_attention, flex_unavailable
 from atlas_vision.ops.reference import reference_bottomup_attention, reference_topdown_attention
 from atlas_vision.ops.sdpa import sdpa_bottomup_attention, sdpa_topdown_attention
 from atlas_vision.ops.split import cpu_kernel_available, split_bottomup_attention, split_topdown_attention
@@ -35,12 +36,16 @@ class Backend(str, Enum):
     * ``SPLIT``: one attention per key segment (own window, each ancestor window) merged by log-sum-exp, so no fine
       window gets a copy of its ancestors' K/V; fused CPU flash kernels forward and backward, a pure-PyTorch fallback
       elsewhere (:mod:`atlas_vision.ops.split`). Bottom-up is one segment per fine window through the same kernels.
+    * ``FLEX``: each pass as one ``torch.nn.attention.flex_attention`` call (compiled) under a block mask built from
+      the layout (:mod:`atlas_vision.ops.flex`); forward and backward on CUDA, forward only on CPU (PyTorch has no
+      CPU backward). Never chosen by ``auto`` until it is measured faster on a device (docs/benchmarks.md section 9).
     * ``REFERENCE``: dense attention under a coordinate-built visibility mask; slow (memory ~ N^2), for testing.
     """
 
     AUTO = "auto"
     SDPA = "sdpa"
     SPLIT = "split"
+    FLEX = "flex"
     REFERENCE = "reference"
 
     @classmethod
@@ -149,6 +154,13 @@ def _split_auto(q: torch.Tensor, pass_: Pass) -> bool:
 BACKENDS: tuple[BackendSpec, ...] = (
     BackendSpec(Backend.SPLIT, split_topdown_attention, split_bottomup_attention, auto=_split_auto),
     BackendSpec(Backend.SDPA, sdpa_topdown_attention, sdpa_bottomup_attention, auto=_always),
+    BackendSpec(
+        Backend.FLEX,
+        flex_topdown_attention,
+        flex_bottomup_attention,
+        autograd_devices=frozenset({"cuda"}),
+        unavailable=flex_unavailable,
+    ),
     BackendSpec(Backend.REFERENCE, reference_topdown_attention, reference_bottomup_attention),
 )
 _BY_BACKEND = {spec.backend: spec for spec in BACKENDS}

@@ -1,0 +1,208 @@
+"""FlexAttention backend: each MSA pass as one ``torch.nn.attention.flex_attention`` call under a block mask.
+
+Token order is **window-major**: every scale is padded to whole windows and cut with
+:func:`atlas_vision.ops.windows.to_windows`, then flattened to ``[B, n, W*T, d]`` (window ``w``'s tokens are the
+``T`` consecutive positions ``w*T .. w*T + T - 1``). So a window's queries and its keys are contiguous runs, which is
+what makes the block mask sparse: FlexAttention skips every 128x128 (q, kv) block in which no query sees a key.
+
+Visibility, read from the layout (the same rules as :mod:`atlas_vision.ops.reference`, which is built from token
+coordinates instead):
+
+* top-down at scale ``l``: the key sequence is the window-major tokens of scales ``l, l+1, ...`` one after the other;
+  query window ``w`` sees key ``j`` of scale ``m`` iff ``j`` lies in window ``ancestor(w, m)`` of scale ``m``
+  (``w`` itself for ``m = l``; :meth:`MultiScaleLayout.ancestor_windows`) **and** ``j`` is a real token, not padding;
+* bottom-up at scale ``l``: the coarse queries are cut into the blocks pooled from one fine window (as in
+  :mod:`atlas_vision.ops.sdpa`); block ``w`` sees the real tokens of fine window ``w``.
+
+Block masks are cached per ``(pass, layout, scale, number of key scales, device)`` in a bounded LRU
+(:data:`BLOCK_MASK_CACHE_SIZE` entries), so a stream of new image sizes evicts old masks instead of growing memory.
+On CUDA the call goes through ``torch.compile(flex_attention)`` (fused Triton kernels; dynamo marks sizes dynamic
+after the second distinct shape and caps recompiles at ``torch._dynamo.config.recompile_limit``). On CPU it runs
+eager (see :func:`_attention_fn` for why) and forward only (PyTorch raises on a CPU backward), so the declaration in
+:mod:`atlas_vision.ops.dispatch` makes it differentiable on CUDA only; a CPU forward is how it is tested against the
+float64 reference without a GPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from atlas_vision.ops.layout import MultiScaleLayout
+from atlas_vision.ops.windows import from_windows, to_windows, window_validity
+
+#: Most block masks kept at once (each holds O(num_blocks^2) ints; a new image size adds one per pass and scale).
+BLOCK_MASK_CACHE_SIZE = 64
+
+_block_masks: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_compiled: dict[str, Callable[..., torch.Tensor]] = {}
+
+
+def flex_unavailable() -> str | None:
+    """Why this torch build cannot run FlexAttention, or ``None`` if it can."""
+    if importlib.util.find_spec("torch.nn.attention.flex_attention") is None:  # torch < 2.5
+        return f"torch {torch.__version__} has no torch.nn.attention.flex_attention"
+    return None
+
+
+def _attention_fn(device: torch.device) -> Callable[..., torch.Tensor]:
+    """``torch.compile(flex_attention)`` on CUDA (the fused Triton kernels); eager ``flex_attention`` elsewhere.
+
+    Not compiled on CPU, measured with torch 2.14.1 on this project's CPU: the compiled CPU kernel is fast for one
+    shape (64x64-token top-down pass, 6 heads of 64, 1 thread: 169 ms against split's 138 ms and eager's 5.8 s) but the
+    second distinct shape, once dynamo marks sizes dynamic, fails to build (``CppCompileError``), and float64 is not
+    lowered at all. Eager FlexAttention materialises the whole ``[q, kv]`` score matrix: on CPU this backend is a
+    forward-only check of the block masks, not a fast path (use ``split`` / ``auto`` there).
+    """
+    from torch.nn.attention.flex_attention import flex_attention
+
+    if device.type != "cuda":
+        return _eager_flex_attention
+    if "cuda" not in _compiled:
+        _compiled["cuda"] = torch.compile(flex_attention)
+    return _compiled["cuda"]
+
+
+def _eager_flex_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, block_mask: Any, scale: float | None
+) -> torch.Tensor:
+    """Eager ``flex_attention`` without its "called without torch.compile" warning (the choice is documented)."""
+    from torch.nn.attention.flex_attention import flex_attention
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+        return flex_attention(q, k, v, block_mask=block_mask, scale=scale)
+
+
+def block_mask_cache_len() -> int:
+    """Number of block masks cached now (at most :data:`BLOCK_MASK_CACHE_SIZE`)."""
+    return len(_block_masks)
+
+
+def clear_block_mask_cache() -> None:
+    """Drop every cached block mask."""
+    _block_masks.clear()
+
+
+def _cached_block_mask(key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    if key in _block_masks:
+        _block_masks.move_to_end(key)
+        return _block_masks[key]
+    mask = build()
+    _block_masks[key] = mask
+    while len(_block_masks) > BLOCK_MASK_CACHE_SIZE:
+        _block_masks.popitem(last=False)
+    return mask
+
+
+def _block_mask(
+    mask_mod: Callable[..., torch.Tensor], q_len: int, kv_len: int, device: torch.device
+) -> Any:  # BlockMask (its module is imported lazily)
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    # compiled on CUDA so the [q_len, kv_len] mask is never materialised (1M-token grids); eager on CPU, as above
+    return create_block_mask(mask_mod, None, None, q_len, kv_len, device=device, _compile=device.type == "cuda")
+
+
+def _to_sequence(x_bWntd: torch.Tensor) -> torch.Tensor:
+    """``[B, W, n, T, d]`` -> ``[B, n, W*T, d]`` (window-major token order)."""
+    b, nw, n, t, d = x_bWntd.shape
+    return x_bWntd.transpose(1, 2).reshape(b, n, nw * t, d)
+
+
+def _from_sequence(x_bnLd: torch.Tensor, num_windows_total: int) -> torch.Tensor:
+    """``[B, n, W*T, d]`` -> ``[B, W, n, T, d]``."""
+    b, n, length, d = x_bnLd.shape
+    return x_bnLd.view(b, n, num_windows_total, length // num_windows_total, d).transpose(1, 2)
+
+
+def _topdown_block_mask(layout: MultiScaleLayout, scale: int, num_key_scales: int, device: torch.device) -> Any:
+    geo = layout[scale]
+    t_q, num_w = geo.tokens_per_window, geo.windows_total
+    key_scale, key_window, key_valid, ancestors = [], [], [], []
+    for offset in range(num_key_scales):
+        src = layout[scale + offset]
+        t_src = src.tokens_per_window
+        count = src.windows_total * t_src
+        key_scale.append(torch.full((count,), offset, dtype=torch.long))
+        key_window.append(torch.arange(count) // t_src)
+        key_valid.append(window_validity(src.grid, src.num_windows, src.window, torch.device("cpu")).reshape(-1))
+        own = tuple(range(num_w)) if offset == 0 else layout.ancestor_windows(scale, scale + offset)
+        ancestors.append(torch.tensor(own, dtype=torch.long))
+    # per key: its scale offset, its window at that scale, whether it is real; per (offset, query window): the window
+    # of that scale the query window reads (a flat table [num_key_scales * W])
+    k_scale = torch.cat(key_scale).to(device)
+    k_window = torch.cat(key_window).to(device)
+    k_valid = torch.cat(key_valid).to(device)
+    anc = torch.cat(ancestors).to(device)
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        q_window = q_idx // t_q
+        return k_valid[kv_idx] & (anc[k_scale[kv_idx] * num_w + q_window] == k_window[kv_idx])
+
+    return _block_mask(mask_mod, num_w * t_q, int(k_scale.numel()), device)
+
+
+def _bottomup_block_mask(layout: MultiScaleLayout, scale: int, block_tokens: int, device: torch.device) -> Any:
+    fine = layout[scale - 1]
+    t_fine = fine.tokens_per_window
+    k_valid = window_validity(fine.grid, fine.num_windows, fine.window, device).reshape(-1)
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return k_valid[kv_idx] & (q_idx // block_tokens == kv_idx // t_fine)
+
+    return _block_mask(mask_mod, fine.windows_total * block_tokens, fine.windows_total * t_fine, device)
+
+
+def flex_topdown_attention(
+    q: torch.Tensor,
+    keys: Sequence[torch.Tensor],
+    values: Sequence[torch.Tensor],
+    layout: MultiScaleLayout,
+    scale: int,
+    softmax_scale: float | None = None,
+) -> torch.Tensor:
+    """Top-down windowed attention of scale ``scale``; see :func:`atlas_vision.ops.topdown_attention`."""
+    geo = layout[scale]
+    q_seq = _to_sequence(to_windows(q, geo.num_windows, geo.window))  # [B, n, W*T, d]
+    k_parts, v_parts = [], []
+    for offset, (k, v) in enumerate(zip(keys, values)):
+        src = layout[scale + offset]
+        k_parts.append(_to_sequence(to_windows(k, src.num_windows, src.window)))  # [B, n, W_src*T_src, d]
+        v_parts.append(_to_sequence(to_windows(v, src.num_windows, src.window)))
+    k_seq = torch.cat(k_parts, dim=2) if len(k_parts) > 1 else k_parts[0]  # [B, n, sum_m W_m*T_m, d]
+    v_seq = torch.cat(v_parts, dim=2) if len(v_parts) > 1 else v_parts[0]
+    key = ("top_down", layout, scale, len(keys), q.device)
+    mask = _cached_block_mask(key, lambda: _topdown_block_mask(layout, scale, len(keys), q.device))
+    out = _attention_fn(q.device)(q_seq, k_seq, v_seq, block_mask=mask, scale=softmax_scale)  # [B, n, W*T, d]
+    return from_windows(_from_sequence(out, geo.windows_total), geo.num_windows, geo.window, geo.grid)
+
+
+def flex_bottomup_attention(
+    q: torch.Tensor,
+    k_fine: torch.Tensor,
+    v_fine: torch.Tensor,
+    layout: MultiScaleLayout,
+    scale: int,
+    softmax_scale: float | None = None,
+) -> torch.Tensor:
+    """Bottom-up attention of scale ``scale`` into scale ``scale - 1``; see :func:`atlas_vision.ops.bottomup_attention`."""
+    fine, coarse = layout[scale - 1], layout[scale]
+    if fine.is_single_window:
+        block = coarse.grid  # every coarse token was pooled from the one fine window
+    else:
+        block = tuple(k // s for k, s in zip(fine.window, layout.stride))  # (kh/sh, kw/sw) (or 3-D)
+    q_seq = _to_sequence(to_windows(q, fine.num_windows, block))  # [B, n, W_fine*block tokens, d]
+    k_seq = _to_sequence(to_windows(k_fine, fine.num_windows, fine.window))  # [B, n, W_fine*T_fine, d]
+    v_seq = _to_sequence(to_windows(v_fine, fine.num_windows, fine.window))
+    block_tokens = math.prod(block)
+    key = ("bottom_up", layout, scale, block_tokens, q.device)
+    mask = _cached_block_mask(key, lambda: _bottomup_block_mask(layout, scale, block_tokens, q.device))
+    out = _attention_fn(q.device)(q_seq, k_seq, v_seq, block_mask=mask, scale=softmax_scale)
+    return from_windows(_from_sequence(out, fine.windows_total), fine.num_windows, block, coarse.grid)
