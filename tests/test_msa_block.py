@@ -28,12 +28,19 @@ CASES = [
 
 def _case_id(case):
     b, grid, window, stride, first, sets, min_scales = case
-    return f"B{b}-{grid[0]}x{grid[1]}-k{window}-s{stride}-first{first}-w{sets}-min{min_scales}"
+    return f"B{b}-{'x'.join(map(str, grid))}-k{window}-s{stride}-first{first}-w{sets}-min{min_scales}"
 
 
-def _block(num_sets: int, communication: str, backend: str) -> MSABlock:
+def _block(num_sets: int, communication: str, backend: str, ndim: int = 2) -> MSABlock:
     block = MSABlock(
-        DIM, HEADS, num_sets, mlp_ratio=2.0, pos_embed_hidden=8, communication=communication, backend=backend
+        DIM,
+        HEADS,
+        num_sets,
+        mlp_ratio=2.0,
+        pos_embed_hidden=8,
+        communication=communication,
+        backend=backend,
+        ndim=ndim,
     )
     with torch.no_grad():  # non-trivial norms and biases, so that a swapped weight would show
         for p in block.parameters():
@@ -91,6 +98,26 @@ def test_msa_block_matches_algorithm_1(case, communication, backend):
     layout = MultiScaleLayout.from_grid(grid, window, stride, min_scales=min_scales)
     assert layout.num_scales - first >= 1
     _check_against_reference(_block(sets, communication, backend), layout, first, batch, communication)
+
+
+# volumes: (batch, grid, window, stride, first_scale, weight sets, min_scales): non-cubic, not divisible,
+# anisotropic windows and strides, 2-3 scales, a first scale > 0
+CASES_3D = [
+    (3, (5, 9, 7), (2, 4, 4), 2, 0, 2, 1),  # 5x9x7 -> 3x5x4 -> 2x3x2
+    (1, (6, 13, 5), (2, 6, 4), (2, 3, 2), 0, 3, 1),  # anisotropic window and stride
+    (1, (7, 6, 9), 4, 2, 1, 2, 1),  # stage 2 (scale 0 passes through)
+]
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "split"])
+@pytest.mark.parametrize("communication", ["full", "top_down", "bottom_up", "none"])
+@pytest.mark.parametrize("case", CASES_3D, ids=_case_id)
+def test_3d_msa_block_matches_algorithm_1(case, communication, backend):
+    """The same whole-block transcription, on (d, h, w) token grids: a 3-D MSABlock is Algorithm 1 per axis."""
+    batch, grid, window, stride, first, sets, min_scales = case
+    layout = MultiScaleLayout.from_grid(grid, window, stride, min_scales=min_scales)
+    assert layout.ndim == 3 and layout.num_scales - first >= 1
+    _check_against_reference(_block(sets, communication, backend, ndim=3), layout, first, batch, communication)
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "split"])

@@ -1,7 +1,8 @@
 """A whole MSA block written straight from the paper (Algorithm 1, spec 1.2-1.8): dense, float64, slow, for tests.
 
 Nothing here is shared with :class:`~atlas_vision.layers.MSABlock`: no window partition, no layout object, no fused
-kernel, no K/V cache. Every scale is a flat list of tokens with ``(row, col)`` coordinates; every attention is a dense
+kernel, no K/V cache. Every scale is a flat list of tokens with ``(row, col)`` coordinates (``(slice, row, col)`` for
+volumes: the same rules on every axis); every attention is a dense
 softmax over all keys of the scales involved under a visibility mask computed from those coordinates; LayerNorm,
 Linear, GELU and max-pooling are written out. K/V are recomputed from the current tokens at every use -- the paper's
 QKV cache (Appendix C) is an optimisation that must give exactly this.
@@ -86,50 +87,53 @@ def _mlp(x: torch.Tensor, w: ScaleWeights) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------- geometry of tokens
 @dataclass(frozen=True)
 class _Scale:
-    """Token coordinates of one scale in raster order and the window each token lies in."""
+    """Token coordinates of one scale in raster order and the window each token lies in (any number of grid axes:
+    ``(rows, cols)`` for images, ``(slices, rows, cols)`` for volumes)."""
 
-    grid: tuple[int, int]
-    window: tuple[int, int]  # the whole grid when the scale fits in one window
+    grid: tuple[int, ...]
+    window: tuple[int, ...]  # the whole grid when the scale fits in one window
 
-    def rows_cols(self) -> tuple[torch.Tensor, torch.Tensor]:
-        h, w = self.grid
-        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-        return ys.flatten(), xs.flatten()
+    def coords(self) -> list[torch.Tensor]:
+        """Per-axis coordinates ``[N]`` of every token, tokens in raster order."""
+        axes = [torch.arange(g) for g in self.grid]
+        return [c.flatten() for c in torch.meshgrid(*axes, indexing="ij")]
 
-    def window_of(self, rows: torch.Tensor, cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return rows // self.window[0], cols // self.window[1]
+    def window_of(self, coords: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [c // k for c, k in zip(coords, self.window)]
 
 
-def _scales(xs: list[torch.Tensor], window: tuple[int, int]) -> list[_Scale]:
+def _scales(xs: list[torch.Tensor], window: tuple[int, ...]) -> list[_Scale]:
     scales = []
     for x in xs:
-        grid = (x.shape[1], x.shape[2])
-        fits = grid[0] <= window[0] and grid[1] <= window[1]
-        scales.append(_Scale(grid, grid if fits else window))
+        grid = tuple(x.shape[1:-1])
+        fits = all(g <= k for g, k in zip(grid, window))
+        scales.append(_Scale(grid, grid if fits else tuple(window)))
     return scales
 
 
-def _same_window(q_win: tuple[torch.Tensor, torch.Tensor], k_win: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """bool ``[N_q, N_k]``: query's target window == key's window."""
-    return (q_win[0][:, None] == k_win[0][None, :]) & (q_win[1][:, None] == k_win[1][None, :])
+def _same_window(q_win: list[torch.Tensor], k_win: list[torch.Tensor]) -> torch.Tensor:
+    """bool ``[N_q, N_k]``: query's target window == key's window (on every axis)."""
+    same = torch.ones(len(q_win[0]), len(k_win[0]), dtype=torch.bool)
+    for q, k in zip(q_win, k_win):
+        same &= q[:, None] == k[None, :]
+    return same
 
 
 # ------------------------------------------------------------------------------------------------------ block pieces
 def _position_embedding(scale: _Scale, w: ScaleWeights) -> torch.Tensor:
-    """``[N, C]``: MLP(2 -> hidden -> C) of each token's normalised in-window coordinates."""
-    rows, cols = (t.to(torch.float64) for t in scale.rows_cols())
-    kh, kw = scale.window
-    in_window = torch.stack([rows % kh - kh // 2, cols % kw - kw // 2], dim=-1)  # [N, 2], centred
-    coords = in_window / torch.tensor([max(kh // 2, 1), max(kw // 2, 1)], dtype=torch.float64)
-    hidden = torch.relu(_linear(coords, w, "pos_embed.fc1"))
+    """``[N, C]``: MLP(ndim -> hidden -> C) of each token's normalised in-window coordinates."""
+    coords = [c.to(torch.float64) for c in scale.coords()]
+    in_window = torch.stack([c % k - k // 2 for c, k in zip(coords, scale.window)], dim=-1)  # [N, ndim], centred
+    unit = in_window / torch.tensor([max(k // 2, 1) for k in scale.window], dtype=torch.float64)
+    hidden = torch.relu(_linear(unit, w, "pos_embed.fc1"))
     return _linear(hidden, w, "pos_embed.fc2")
 
 
-def _max_pool(fine: torch.Tensor, fine_scale: _Scale, coarse_scale: _Scale, stride: tuple[int, int]) -> torch.Tensor:
+def _max_pool(fine: torch.Tensor, fine_scale: _Scale, coarse_scale: _Scale, stride: tuple[int, ...]) -> torch.Tensor:
     """``[B, N_fine, C] -> [B, N_coarse, C]``: each coarse token = max over the fine tokens of its stride block."""
-    f_rows, f_cols = fine_scale.rows_cols()
-    c_rows, c_cols = coarse_scale.rows_cols()
-    member = (f_rows[None, :] // stride[0] == c_rows[:, None]) & (f_cols[None, :] // stride[1] == c_cols[:, None])
+    member = _same_window(
+        [c // s for c, s in zip(fine_scale.coords(), stride)], coarse_scale.coords()
+    ).T  # [N_coarse, N_fine]
     candidates = torch.where(member[None, :, :, None], fine[:, None, :, :], float("-inf"))  # [B, N_c, N_f, C]
     return candidates.amax(dim=2)
 
@@ -160,15 +164,16 @@ def _update(x: torch.Tensor, attn: torch.Tensor, w: ScaleWeights) -> torch.Tenso
 def reference_msa_block(
     xs: list[torch.Tensor],
     weights: list[ScaleWeights],
-    window: tuple[int, int],
-    stride: tuple[int, int],
+    window: tuple[int, ...],
+    stride: tuple[int, ...],
     first_scale: int,
     communication: str,
 ) -> list[torch.Tensor]:
     """One MSA block (see the module docstring) in float64.
 
     Args:
-        xs: one ``[B, h_l, w_l, C]`` map per scale, scale ``l + 1`` of grid ``ceil(h_l / sh) x ceil(w_l / sw)``.
+        xs: one ``[B, h_l, w_l, C]`` map per scale (volumes: ``[B, d_l, h_l, w_l, C]``), scale ``l + 1`` of grid
+            ``ceil(h_l / sh) x ceil(w_l / sw)`` (per axis).
         weights: one :class:`ScaleWeights` per active scale ``first_scale ..`` (finest first).
         window: ``(kh, kw)`` window of every scale larger than it.
         stride: ``(sh, sw)`` pooling stride.
@@ -187,7 +192,7 @@ def reference_msa_block(
         raise ValueError("single_scale needs exactly one active scale")
     scales = _scales(xs, window)
     shapes = [x.shape for x in xs]
-    tok = [x.to(torch.float64).flatten(1, 2) for x in xs]  # [B, N_l, C]
+    tok = [x.to(torch.float64).flatten(1, -2) for x in xs]  # [B, N_l, C]
     w_of = {scale: weights[scale - first_scale] for scale in active}
 
     for scale in active:  # 0. position embedding
@@ -197,12 +202,12 @@ def reference_msa_block(
             tok[scale] = tok[scale] + _max_pool(tok[scale - 1], scales[scale - 1], scales[scale], stride)
 
     for scale in reversed(active):  # 2. top-down, coarse -> fine
-        q_rows, q_cols = scales[scale].rows_cols()
+        q_coords = scales[scale].coords()
         sources, masks = [], []
         for m in range(scale, num if top_down else scale + 1):
             levels = m - scale
-            target = scales[m].window_of(q_rows // stride[0] ** levels, q_cols // stride[1] ** levels)
-            masks.append(_same_window(target, scales[m].window_of(*scales[m].rows_cols())))
+            target = scales[m].window_of([c // s**levels for c, s in zip(q_coords, stride)])
+            masks.append(_same_window(target, scales[m].window_of(scales[m].coords())))
             sources.append((tok[m], w_of[m]))
         attn = _attention(tok[scale], w_of[scale], sources, torch.cat(masks, dim=1))
         tok[scale] = _update(tok[scale], attn, w_of[scale])
@@ -210,11 +215,9 @@ def reference_msa_block(
     if bottom_up:  # 3. bottom-up, fine -> coarse
         for scale in active[1:]:
             fine = scales[scale - 1]
-            q_rows, q_cols = scales[scale].rows_cols()
-            visible = _same_window(
-                fine.window_of(q_rows * stride[0], q_cols * stride[1]), fine.window_of(*fine.rows_cols())
-            )
+            source = fine.window_of([c * s for c, s in zip(scales[scale].coords(), stride)])
+            visible = _same_window(source, fine.window_of(fine.coords()))
             attn = _attention(tok[scale], w_of[scale], [(tok[scale - 1], w_of[scale - 1])], visible)
             tok[scale] = _update(tok[scale], attn, w_of[scale])
 
-    return [t.reshape(shape[0], shape[1], shape[2], -1) for t, shape in zip(tok, shapes)]
+    return [t.reshape(*shape[:-1], -1) for t, shape in zip(tok, shapes)]
