@@ -73,3 +73,25 @@ def test_eval_error_names_the_missing_grid(tmp_path: Path, capsys: pytest.Captur
     assert cli(argv) == 2
     err = capsys.readouterr().err
     assert "slide 'ghost'" in err and "line 10" in err and "does not exist" in err
+
+
+def test_relative_data_paths_are_absolute_in_the_run_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--data.root`` and ``--data.labels_csv`` given relative to the working directory are stored absolute in the
+    run's ``config.yaml``, so ``eval`` works from another directory."""
+    make_slides(tmp_path / "slides")
+    (tmp_path / "slides" / "labels.csv").rename(tmp_path / "my_labels.csv")
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", "--data.task", "slide_features", "--data.root", "slides", "--data.labels_csv", "my_labels.csv"]
+    argv += ["--data.img_size", "8", "8", "--data.num_workers", "0", "--model.name", "slide_meanpool"]
+    argv += ["--optim.batch_size", "4", "--epochs", "1", "--out", "run", "--run.progress", "never"]
+    assert cli(argv) == 0
+    config = (tmp_path / "run" / "config.yaml").read_text()
+    assert f"labels_csv: {tmp_path / 'my_labels.csv'}" in config and f"root: {tmp_path / 'slides'}" in config
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert cli(["eval", "--checkpoint", str(tmp_path / "run")]) == 0
+    assert "balanced accuracy" in capsys.readouterr().out

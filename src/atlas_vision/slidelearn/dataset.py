@@ -7,8 +7,9 @@ model or a grid larger than the padded size fails before training, naming the CS
 
 Batching slides of different sizes: every slide is padded (top-left, zeros, mask 0) to ``data.img_size`` =
 ``(H, W)`` in grid cells; the mask travels as the last channel (:mod:`~atlas_vision.slidelearn.grid_input`), and
-every head ignores padding exactly. Set ``img_size`` to the largest grid, or train with ``optim.batch_size 1`` and
-``optim.accum_steps`` when slides vary a lot in size (``docs/slide-learning.md`` measures both).
+every head ignores padding exactly. Set ``img_size`` to the largest grid; ``optim.batch_size 1`` with
+``optim.global_batch N`` (gradient accumulation) is the alternative (``docs/slide-learning.md`` measures both:
+``benchmarks/slide_batching.py``).
 """
 
 from __future__ import annotations

@@ -158,7 +158,9 @@ def _resolved(cfg: TrainConfig, out: Path) -> TrainConfig:
     to every checkpoint works from any working directory (eval, predict, resume)."""
     data = cfg.data
     absolute = {
-        name: str(Path(getattr(data, name)).resolve()) for name in ("root", "cache_dir") if getattr(data, name, None)
+        name: str(Path(getattr(data, name)).resolve())
+        for name in ("root", "cache_dir", "labels_csv")
+        if getattr(data, name, None)
     }
     return dataclasses.replace(
         cfg, data=dataclasses.replace(data, **absolute), run=dataclasses.replace(cfg.run, out=str(out))
