@@ -26,7 +26,7 @@ from timm.layers import trunc_normal_
 from torch import nn
 
 from atlas_vision.layers import AtlasStage, ConvStem, MSABlock
-from atlas_vision.models.config import AtlasConfig
+from atlas_vision.models.config import AtlasConfig, HeadNorm
 from atlas_vision.models.features import check_out_indices
 from atlas_vision.ops import MultiScaleLayout, SizeND, scale_pyramid
 
@@ -106,7 +106,7 @@ class Atlas(nn.Module):
             for s in range(config.num_stages)
         ]
         self.norm = nn.LayerNorm(config.embed_dim, **dd)
-        self.fc_norm = nn.LayerNorm(config.embed_dim, **dd)
+        self.fc_norm = self._build_head_norm(config, dd)
         self.head = nn.Linear(config.embed_dim, config.num_classes, **dd) if config.num_classes else nn.Identity()
         self.apply(self._init_weights)
 
@@ -116,6 +116,13 @@ class Atlas(nn.Module):
         return ConvStem(
             config.in_chans, config.embed_dim, config.patch_size, config.stem_hidden, config.stem_depth, **dd
         )
+
+    @staticmethod
+    def _build_head_norm(config: AtlasConfig, dd: dict) -> nn.Module:
+        """Pooled features ``[B, C]`` -> normalised ``[B, C]`` (see :class:`HeadNorm`)."""
+        if config.head_norm is HeadNorm.BATCH:
+            return nn.BatchNorm1d(config.embed_dim, affine=False, **dd)
+        return nn.LayerNorm(config.embed_dim, **dd)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -194,6 +201,11 @@ class Atlas(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """``[B, T, C]`` tokens -> logits ``[B, num_classes]`` (or pooled features ``[B, C]`` with ``pre_logits``)."""
+        if self.training and x.shape[0] < 2 and isinstance(self.fc_norm, nn.BatchNorm1d):
+            raise ValueError(
+                f"head_norm='batch' needs at least 2 images per batch in training mode, got {x.shape[0]}; use a "
+                "larger batch, model.eval() for inference, or head_norm='layer'"
+            )
         x = self.fc_norm(x.mean(dim=1))
         return x if pre_logits else self.head(x)
 

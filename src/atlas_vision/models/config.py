@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass, fields
+from enum import Enum
 from typing import ClassVar
 
 from atlas_vision.layers import Communication
@@ -21,6 +22,22 @@ _INT_FIELDS = (
     "num_classes",
 )
 _FLOAT_FIELDS = ("mlp_ratio", "drop_path_rate")
+
+
+class HeadNorm(str, Enum):
+    """Normalisation of the pooled features in front of the classifier (``Atlas.fc_norm``).
+
+    * ``LAYER``: ``LayerNorm`` (timm's ``fc_norm``; the paper-sized variants).
+    * ``BATCH``: ``BatchNorm1d`` without affine parameters (MAE's linear-probe head): standardises every feature over
+      the batch, so the part of the pooled features that differs between images reaches the classifier at unit scale
+      from the first step. The tiny variants of the long-range tasks use it: with ``LAYER`` their pooled features at
+      initialisation vary between images by ~7 % of their size, and most seeds sit at chance for 60k+ images
+      (docs/benchmarks.md section 6). At evaluation it is a fixed affine map (running statistics), so it adds no
+      nonlinearity a window-only model could exploit. Training needs batches of at least 2 images.
+    """
+
+    LAYER = "layer"
+    BATCH = "batch"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +61,7 @@ class AtlasConfig:
         drop_path_rate: maximum stochastic-depth rate; ramps linearly over all blocks of all stages.
         in_chans: image channels.
         num_classes: classifier outputs (0 = no classifier, pooled features).
+        head_norm: normalisation of the pooled features before the classifier (:class:`HeadNorm`).
         backend: attention backend (``auto`` = fastest).
         routing: top-down window pairing: ``spatial`` (correct; default) or ``reference_raster`` (the authors' code,
             spec 8.1 -- only to evaluate weights trained with it; sdpa backend only).
@@ -69,6 +87,7 @@ class AtlasConfig:
     drop_path_rate: float = 0.0
     in_chans: int = 3
     num_classes: int = 1000
+    head_norm: HeadNorm = HeadNorm.LAYER
     backend: Backend = Backend.AUTO
     routing: Routing = Routing.SPATIAL
     scale_sets: int | None = None
@@ -85,6 +104,7 @@ class AtlasConfig:
         for name, enum in (
             ("pool_op", PoolOp),
             ("communication", Communication),
+            ("head_norm", HeadNorm),
             ("backend", Backend),
             ("routing", Routing),
         ):

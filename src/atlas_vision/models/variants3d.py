@@ -17,7 +17,7 @@ from atlas_vision.models.atlas3d import Atlas3D, Atlas3DConfig
 
 _TINY = {
     "embed_dim": 64, "num_heads": 4, "depths": (2, 2), "patch_size": 8, "window_size": 4, "pool_stride": 2,
-    "stem_hidden": 16, "stem_depth": 1, "pos_embed_hidden": 64,
+    "stem_hidden": 16, "stem_depth": 1, "pos_embed_hidden": 64, "head_norm": "batch",
 }  # fmt: skip
 _TEST = {
     "embed_dim": 32, "num_heads": 2, "depths": (1, 1, 1), "patch_size": 4, "window_size": 4, "pool_stride": 2,

@@ -38,7 +38,7 @@ class Backend(str, Enum):
       elsewhere (:mod:`atlas_vision.ops.split`). Bottom-up is one segment per fine window through the same kernels.
     * ``FLEX``: each pass as one ``torch.nn.attention.flex_attention`` call (compiled) under a block mask built from
       the layout (:mod:`atlas_vision.ops.flex`); forward and backward on CUDA, forward only on CPU (PyTorch has no
-      CPU backward). Never chosen by ``auto`` until it is measured faster on a device (docs/benchmarks.md section 9).
+      CPU backward). Never chosen by ``auto`` until it is measured faster on a device (docs/benchmarks.md section 11).
     * ``REFERENCE``: dense attention under a coordinate-built visibility mask; slow (memory ~ N^2), for testing.
     """
 
