@@ -204,6 +204,7 @@ def test_bad_input_raises_clear_value_error(x, message):
         ({"patch_size": 6}, "patch_size must be one of"),
         ({"depths": ()}, "at least one stage"),
         ({"communication": "sideways"}, "communication='sideways' is not valid"),
+        ({"head_norm": "group"}, r"head_norm='group' is not valid; choose one of \['layer', 'batch'\]"),
         ({"drop_path_rate": 1.5}, r"drop_path_rate must be in \[0, 1\)"),
         ({"bogus_key": 1}, r"unknown Atlas option\(s\) \['bogus_key'\]"),
     ],
@@ -211,6 +212,25 @@ def test_bad_input_raises_clear_value_error(x, message):
 def test_invalid_config_raises_clear_value_error(overrides, message):
     with pytest.raises(ValueError, match=message):
         _build("test_atlas", **overrides)
+
+
+def test_batch_norm_head():
+    """``head_norm="batch"`` (the tiny variants): BatchNorm1d without affine in front of the classifier; a training
+    batch of one is refused with the fix named; in eval mode each image's output is independent of the batch."""
+    model = _build("test_atlas", num_classes=3, head_norm="batch")
+    assert isinstance(model.fc_norm, torch.nn.BatchNorm1d) and not model.fc_norm.affine
+    assert isinstance(timm.create_model("atlas_tiny").fc_norm, torch.nn.BatchNorm1d)
+    assert isinstance(timm.create_model("atlas_small", num_classes=2).fc_norm, torch.nn.LayerNorm)  # paper sizes
+    x = torch.randn(3, 3, 64, 48)
+    model.train()
+    model(x).sum().backward()  # batch statistics; updates the running ones
+    assert model.fc_norm.num_batches_tracked == 1
+    with pytest.raises(ValueError, match=r"head_norm='batch' needs at least 2 images per batch in training mode"):
+        model(x[:1])
+    model.eval()
+    with torch.no_grad():
+        batched = model(x)
+        torch.testing.assert_close(model(x[1:2]), batched[1:2], **tol("model", torch.float32, "fwd"))
 
 
 def test_config_accepts_strings_and_pairs():

@@ -118,7 +118,7 @@ class OptimConfig:
 class ScheduleConfig:
     """Learning-rate schedule (timm ``create_scheduler_v2``), stepped once per optimizer update."""
 
-    epochs: int = 15
+    epochs: int = 25
     """Number of training epochs."""
     warmup_epochs: float = 1.0
     """Linear warm-up length in epochs (may be fractional)."""
