@@ -54,10 +54,10 @@ def flex_unavailable() -> str | None:
 def _attention_fn(device: torch.device) -> Callable[..., torch.Tensor]:
     """``torch.compile(flex_attention)`` on CUDA (the fused Triton kernels); eager ``flex_attention`` elsewhere.
 
-    Not compiled on CPU, measured with torch 2.14.1 on this project's CPU: the compiled CPU kernel is fast for one
-    shape (64x64-token top-down pass, 6 heads of 64, 1 thread: 169 ms against split's 138 ms and eager's 5.8 s) but the
-    second distinct shape, once dynamo marks sizes dynamic, fails to build (``CppCompileError``), and float64 is not
-    lowered at all. Eager FlexAttention materialises the whole ``[q, kv]`` score matrix: on CPU this backend is a
+    Not compiled on CPU, measured with torch 2.14.1 on this project's CPU (docs/benchmarks.md section 11): the
+    compiled CPU kernel runs one 64x64-token top-down pass (6 heads of 64, 1 thread) in 81 ms against split's 53 ms
+    and eager's 3.0 s, but the second distinct shape, once dynamo marks sizes dynamic, fails to build
+    (``CppCompileError``), and float64 is not lowered at all. Eager FlexAttention materialises the whole ``[q, kv]`` score matrix: on CPU this backend is a
     forward-only check of the block masks, not a fast path (use ``split`` / ``auto`` there).
     """
     from torch.nn.attention.flex_attention import flex_attention
