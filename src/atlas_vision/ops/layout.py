@@ -265,6 +265,14 @@ class MultiScaleLayout:
             self.ancestor_window(scale, index, coarse_scale) for index in range(self.scales[scale].windows_total)
         )
 
+    def bottomup_block(self, scale: int) -> SizeND:
+        """The coarse tokens of ``scale`` pooled from one window of ``scale - 1``: ``(kh/sh, kw/sw)`` (per axis), or
+        the whole coarse grid when the fine scale is one window (the block the bottom-up pass attends with)."""
+        fine = self.scales[scale - 1]
+        if fine.is_single_window:
+            return self.scales[scale].grid
+        return tuple(k // s for k, s in zip(fine.window, self.stride))
+
     def describe(self) -> str:
         """One line per scale, e.g. for logs: ``scale 0: 64x64 tokens, 4x4 windows of 16x16``."""
         lines = []

@@ -75,10 +75,7 @@ def sdpa_bottomup_attention(
 ) -> torch.Tensor:
     """Bottom-up attention of scale ``scale`` into scale ``scale - 1``; see :func:`atlas_vision.ops.bottomup_attention`."""
     fine, coarse = layout[scale - 1], layout[scale]
-    if fine.is_single_window:
-        block = coarse.grid  # every coarse token was pooled from the one fine window
-    else:
-        block = tuple(k // s for k, s in zip(fine.window, layout.stride))  # (kh/sh, kw/sw) (or 3-D)
+    block = layout.bottomup_block(scale)  # (kh/sh, kw/sw) (or 3-D); the coarse grid if the fine scale is one window
     q_w = to_windows(q, fine.num_windows, block)  # [B, W_fine, n, block tokens, d]
     k_w = to_windows(k_fine, fine.num_windows, fine.window)  # [B, W_fine, n, T_fine, d]
     v_w = to_windows(v_fine, fine.num_windows, fine.window)
