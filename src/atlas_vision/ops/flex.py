@@ -149,9 +149,10 @@ def _topdown_block_mask(layout: MultiScaleLayout, scale: int, num_key_scales: in
     return _block_mask(mask_mod, num_w * t_q, int(k_scale.numel()), device)
 
 
-def _bottomup_block_mask(layout: MultiScaleLayout, scale: int, block_tokens: int, device: torch.device) -> Any:
+def _bottomup_block_mask(layout: MultiScaleLayout, scale: int, device: torch.device) -> Any:
     fine = layout[scale - 1]
     t_fine = fine.tokens_per_window
+    block_tokens = math.prod(layout.bottomup_block(scale))
     k_valid = window_validity(fine.grid, fine.num_windows, fine.window, device).reshape(-1)
 
     def mask_mod(b, h, q_idx, kv_idx):
@@ -198,8 +199,7 @@ def flex_bottomup_attention(
     q_seq = _to_sequence(to_windows(q, fine.num_windows, block))  # [B, n, W_fine*block tokens, d]
     k_seq = _to_sequence(to_windows(k_fine, fine.num_windows, fine.window))  # [B, n, W_fine*T_fine, d]
     v_seq = _to_sequence(to_windows(v_fine, fine.num_windows, fine.window))
-    block_tokens = math.prod(block)
-    key = ("bottom_up", layout, scale, block_tokens, q.device)
-    mask = _cached_block_mask(key, lambda: _bottomup_block_mask(layout, scale, block_tokens, q.device))
+    key = ("bottom_up", layout, scale, q.device)
+    mask = _cached_block_mask(key, lambda: _bottomup_block_mask(layout, scale, q.device))
     out = _attention_fn(q.device)(q_seq, k_seq, v_seq, block_mask=mask, scale=softmax_scale)
     return from_windows(_from_sequence(out, fine.windows_total), fine.num_windows, block, coarse.grid)
