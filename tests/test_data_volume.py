@@ -42,6 +42,25 @@ def test_longrange3d_is_deterministic_balanced_and_long_range():
         assert len(scene.zyx) > 2  # clutter
 
 
+def test_longrange3d_training_set_shows_new_volumes_every_epoch():
+    """Told its epoch (the trainer does it, through ``set_dataset_epoch``), item ``i`` is stream sample
+    ``epoch * n + i``: new volumes every epoch, the same ones for the same epoch, labels still balanced."""
+    from atlas_vision.data import set_dataset_epoch
+
+    params = LongRange3DParams(volume_size=(48, 48, 64))
+    n = 6
+    ds = LongRange3DDataset(n, "train", seed=1, params=params)
+    long = LongRange3DDataset(3 * n, "train", seed=1, params=params)
+    epoch0 = [ds[i][0] for i in range(n)]
+    set_dataset_epoch(ds, 2)
+    for i in range(n):
+        torch.testing.assert_close(ds[i][0], long[2 * n + i][0], rtol=0, atol=0)
+        assert not torch.equal(ds[i][0], epoch0[i])
+    assert sum(ds[i][1] for i in range(n)) == n // 2
+    with pytest.raises(IndexError, match="index 6 out of range for a data set of 6 samples"):
+        ds[n]
+
+
 def test_longrange3d_marked_levels_are_uniform_in_both_classes():
     params = LongRange3DParams(volume_size=(48, 64, 80))
     counts = np.zeros((2, len(LEVELS)))

@@ -1,6 +1,6 @@
 """The built-in 3-D long-range task ("longrange3d"): do the two shelled objects have the same intensity?
 
-A grey volume (1 channel, like CT or MRI) holds small solid objects (ball, cube, octahedron) at one of four
+A grey volume (1 channel, like CT or MRI) holds small solid objects (ball, cube, octahedron) at one of two
 intensity levels, amid clutter and voxel noise. Exactly two of them are wrapped in a bright hollow shell
 ("marked"), and these two lie far apart: their centres are at least ``min_distance`` (default 50 %) of the volume
 diagonal apart. All other objects are unmarked clutter of the same kinds. Label 1 ("same") if the two marked
@@ -24,11 +24,13 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from atlas_vision.data._rng import balanced_label, sample_rng, split_code
+from atlas_vision.data.procedural import EpochStreamDataset
 
-LEVELS: tuple[float, ...] = (0.3, 0.5, 0.7, 0.9)  # object intensities (class-relevant for the marked pair)
+# Object intensities (class-relevant for the marked pair). Two, one bit per object, as the 2-D task's two colours:
+# with four levels the label needs two bits per object compared, and the 2-D default run stalled on a second
+# plateau after learning one of them (docs/benchmarks.md sections 6 and 10).
+LEVELS: tuple[float, ...] = (0.4, 0.8)
 SHAPES_3D: tuple[str, ...] = ("ball", "cube", "octahedron")
 BACKGROUND_LEVEL, NOISE_STD, SHELL_LEVEL = 0.08, 0.03, 1.0
 CLASS_NAMES: list[str] = ["different", "same"]
@@ -178,11 +180,12 @@ def draw_scene_3d(params: LongRange3DParams, scene: Scene3D, rng: np.random.Gene
     return volume
 
 
-class LongRange3DDataset(Dataset):
+class LongRange3DDataset(EpochStreamDataset):
     """The longrange3d task: ``(volume [1, D, H, W] float32, (v - 0.5) / 0.5, label in {0, 1})``.
 
-    Sample ``i`` of a split is a pure function of ``(seed, split, i)`` (its own random stream), so workers and runs
-    agree and the data set can have any length.
+    Item ``i`` is sample ``epoch * num_samples + i`` of the split's stream, a pure function of
+    ``(seed, split, epoch, i)``: workers and runs agree, the data set can have any length, and a training set told
+    its epoch (``set_epoch``; the trainer does it) shows new volumes every epoch, as the 2-D procedural tasks do.
 
     Example:
         >>> ds = LongRange3DDataset(100, "train", seed=0, params=LongRange3DParams(volume_size=(48, 64, 80)))
@@ -195,34 +198,32 @@ class LongRange3DDataset(Dataset):
     std: tuple[float, ...] = (0.5,)
 
     def __init__(self, num_samples: int, split: str, seed: int, params: LongRange3DParams) -> None:
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        split_code(split)
-        self.num_samples, self.split, self.seed, self.params = int(num_samples), split, int(seed), params
+        super().__init__(num_samples, split, seed)
+        self.params = params
 
     @property
     def class_names(self) -> list[str]:
         return list(CLASS_NAMES)
 
-    def __len__(self) -> int:
-        return self.num_samples
-
     def render(self, index: int) -> tuple[np.ndarray, int]:
-        """``(float32 [D, H, W] volume, label)`` of sample ``index``."""
-        label = balanced_label(self.task, self.seed, self.split, index, num_classes=2)
-        for attempt in range(_MAX_ATTEMPTS):
-            rng = sample_rng(self.task, self.seed, self.split, index, attempt)
+        """``(float32 [D, H, W] volume, label)`` of stream sample ``index``."""
+
+        def lay_out(rng: np.random.Generator, label: int) -> tuple[Scene3D, np.random.Generator] | None:
             scene = make_scene_3d(self.params, rng, label)
-            if scene is not None:
-                return draw_scene_3d(self.params, scene, rng), label
-        raise RuntimeError(
-            f"longrange3d: could not place two objects {self.params.min_distance:.0%} of the diagonal apart in "
-            f"{_MAX_ATTEMPTS} attempts (volume_size={self.params.volume_size}); use a smaller object_size"
+            return None if scene is None else (scene, rng)  # the same stream then draws the voxel noise
+
+        scene, rng = self.draw_scene(
+            index,
+            lay_out,
+            attempts=_MAX_ATTEMPTS,
+            failure=(
+                f"longrange3d: could not place two objects {self.params.min_distance:.0%} of the diagonal apart in "
+                f"{_MAX_ATTEMPTS} attempts (volume_size={self.params.volume_size}); use a smaller object_size"
+            ),
         )
+        return draw_scene_3d(self.params, scene, rng), scene.label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        if not 0 <= index < self.num_samples:
-            raise IndexError(f"index {index} out of range for a data set of {self.num_samples} samples")
-        volume, label = self.render(int(index))
+        volume, label = self.render(self.stream_index(index))
         volume = (volume - self.mean[0]) / self.std[0]
         return torch.from_numpy(volume[None]), label  # [1, D, H, W]

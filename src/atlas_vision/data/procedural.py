@@ -1,4 +1,4 @@
-"""Base class of the procedurally generated data sets (longrange, pathfinder).
+"""Base classes of the procedurally generated data sets (longrange, pathfinder, longrange3d).
 
 A procedural data set renders sample ``i`` from its own random stream (see ``_rng.py``), so it needs no files, is
 identical in every worker process and in every run, and can be made at any length.  Subclasses implement
@@ -42,22 +42,18 @@ def uint8_to_tensor(image_HWC: np.ndarray, mean: tuple[float, ...], std: tuple[f
     return torch.from_numpy(x_CHW)
 
 
-class ProceduralDataset(Dataset, ABC):
-    """A data set whose samples are rendered on the fly, deterministically, from ``(seed, split, index)``.
+class EpochStreamDataset(Dataset):
+    """A data set whose item ``i`` is sample ``epoch * num_samples + i`` of a deterministic per-split stream.
 
     Args:
-        num_samples: length of the data set.
+        num_samples: length of the data set (per epoch).
         split: ``"train"``, ``"val"`` or ``"test"``; each split is an independent stream.
-        seed: the data seed; the same seed gives the same images.
+        seed: the data seed; the same seed gives the same samples.
 
-    Items are ``(image [C, H, W] float32 normalised with (mean, std), label int)``.
+    Subclasses render stream sample ``k`` from ``sample_rng(task, seed, split, k, attempt)`` (see
+    :meth:`draw_scene`); this class holds the epoch bookkeeping shared by the 2-D images and the 3-D volumes.
     """
 
-    #: Channels of the rendered images.
-    in_chans: int = 3
-    #: Per-channel normalisation (the images are rendered in [0, 1]; this maps them to [-1, 1]).
-    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
-    std: tuple[float, ...] = (0.5, 0.5, 0.5)
     #: Task name (key of ``_rng.TASK_CODES``).
     task: str = ""
 
@@ -69,6 +65,47 @@ class ProceduralDataset(Dataset, ABC):
         self.split = split
         self.seed = int(seed)
         self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """From now on item ``i`` is stream index ``epoch * num_samples + i`` (epoch 0 = the first ``num_samples``)."""
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = int(epoch)
+
+    def stream_index(self, index: int) -> int:
+        """The sample of this split that item ``index`` shows in the current epoch: ``epoch * num_samples + index``."""
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"index {index} out of range for a data set of {self.num_samples} samples")
+        return self.epoch * self.num_samples + int(index)
+
+    def draw_scene(
+        self, index: int, draw: Callable[[np.random.Generator, int], SceneT | None], attempts: int, failure: str
+    ) -> SceneT:
+        """Draw the scene of binary-labelled stream sample ``index``: ``draw(rng, label)`` with a per-sample RNG,
+        retried deterministically with new sub-seeds while it returns ``None``; ``RuntimeError(failure)`` after
+        ``attempts``."""
+        label = balanced_label(self.task, self.seed, self.split, index, num_classes=2)
+        for attempt in range(attempts):
+            scene = draw(sample_rng(self.task, self.seed, self.split, index, attempt), label)
+            if scene is not None:
+                return scene
+        raise RuntimeError(failure)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class ProceduralDataset(EpochStreamDataset, ABC):
+    """A 2-D image data set rendered on the fly, deterministically, from ``(seed, split, epoch, index)``.
+
+    Items are ``(image [C, H, W] float32 normalised with (mean, std), label int)``.
+    """
+
+    #: Channels of the rendered images.
+    in_chans: int = 3
+    #: Per-channel normalisation (the images are rendered in [0, 1]; this maps them to [-1, 1]).
+    mean: tuple[float, ...] = (0.5, 0.5, 0.5)
+    std: tuple[float, ...] = (0.5, 0.5, 0.5)
 
     @property
     @abstractmethod
@@ -84,44 +121,17 @@ class ProceduralDataset(Dataset, ABC):
     def render(self, index: int) -> tuple[np.ndarray, int]:
         """Render sample ``index``: ``(uint8 image [H, W, C], label)``.  Pure function of the constructor arguments."""
 
-    def set_epoch(self, epoch: int) -> None:
-        """From now on item ``i`` is stream index ``epoch * num_samples + i`` (epoch 0 = the first ``num_samples``)."""
-        if epoch < 0:
-            raise ValueError(f"epoch must be >= 0, got {epoch}")
-        self.epoch = int(epoch)
-
-    def stream_index(self, index: int) -> int:
-        """The sample of this split that item ``index`` shows in the current epoch: ``epoch * num_samples + index``."""
-        return self.epoch * self.num_samples + int(index)
-
-    def draw_scene(
-        self, index: int, draw: Callable[[np.random.Generator, int], SceneT | None], attempts: int, failure: str
-    ) -> SceneT:
-        """Draw the scene of binary-labelled sample ``index``: ``draw(rng, label)`` with a per-sample RNG, retried
-        deterministically with new sub-seeds while it returns ``None``; ``RuntimeError(failure)`` after ``attempts``."""
-        label = balanced_label(self.task, self.seed, self.split, index, num_classes=2)
-        for attempt in range(attempts):
-            scene = draw(sample_rng(self.task, self.seed, self.split, index, attempt), label)
-            if scene is not None:
-                return scene
-        raise RuntimeError(failure)
-
     def cache_key(self) -> str:
         """A string that identifies every generation parameter (used to name cache files)."""
         return f"{self.task}-{self.img_size[0]}x{self.img_size[1]}-seed{self.seed}-{self.split}"
 
-    def __len__(self) -> int:
-        return self.num_samples
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        if not 0 <= index < self.num_samples:
-            raise IndexError(f"index {index} out of range for a data set of {self.num_samples} samples")
         image_HWC, label = self.render(self.stream_index(index))
         return uint8_to_tensor(image_HWC, self.mean, self.std), label
 
 
 def set_dataset_epoch(dataset: Dataset, epoch: int) -> None:
-    """Tell a training set its epoch if it draws fresh samples per epoch (a :class:`ProceduralDataset`); other data
+    """Tell a training set its epoch if it draws fresh samples per epoch (an :class:`EpochStreamDataset`); other data
     sets (image folders, ``fake``, an on-disk cache of a fixed set of procedural samples) are left as they are."""
-    if isinstance(dataset, ProceduralDataset):
+    if isinstance(dataset, EpochStreamDataset):
         dataset.set_epoch(epoch)
