@@ -86,6 +86,18 @@ def test_build_datasets_longrange3d():
     assert data.train[0][0].shape == (1, 48, 56, 64) and len(data.val) == 4
 
 
+def test_data_clutter_option_reaches_both_long_range_tasks():
+    """``--data.clutter`` sets the distractor probability of longrange and longrange3d; None keeps each default."""
+    vol = build_datasets(DataConfig(task="longrange3d", clutter=0.0, train_samples=4, val_samples=2), seed=0)
+    assert vol.train.params.clutter == 0.0 and vol.val.params.clutter == 0.0
+    img = build_datasets(DataConfig(task="longrange", img_size=(64, 64), clutter=0.1, train_samples=4), seed=0)
+    assert img.train.params.clutter == 0.1
+    default = build_datasets(DataConfig(task="longrange3d", train_samples=4, val_samples=2), seed=0)
+    assert default.train.params.clutter == LongRange3DParams().clutter
+    with pytest.raises(ValueError, match=r"clutter must be in \[0, 1\].*got 1.5"):
+        DataConfig(task="longrange3d", clutter=1.5)
+
+
 # ------------------------------------------------------------------------------------------------ volume folders
 def _write_folder(tmp_path, n=4):
     rng = np.random.default_rng(0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -114,9 +114,10 @@ def build_datasets(cfg: DataConfig, seed: int) -> Datasets:
 def make_procedural(cfg: DataConfig, split: str, seed: int, num_samples: int) -> ProceduralDataset:
     """The procedural data set (``longrange`` or ``pathfinder``) of ``cfg`` for one split, without caching."""
     if cfg.task == "longrange":
-        return LongRangeDataset(
-            num_samples, split, seed, LongRangeParams(img_size=cfg.img_size, object_size=cfg.object_size)
-        )
+        params = LongRangeParams(img_size=cfg.img_size, object_size=cfg.object_size)
+        if cfg.clutter is not None:
+            params = replace(params, clutter=cfg.clutter)
+        return LongRangeDataset(num_samples, split, seed, params)
     if cfg.task == "pathfinder":
         return PathfinderDataset(num_samples, split, seed, pathfinder_preset(cfg.img_size[0], cfg.contour_length))
     raise ValueError(f"task {cfg.task!r} is not procedural; procedural tasks: longrange, pathfinder")

@@ -37,6 +37,7 @@ PROCEDURAL_ONLY_KEYS: tuple[str, ...] = (
     "val_samples",
     "difficulty",
     "object_size",
+    "clutter",
     "fake_classes",
     "cache_dir",
 )
@@ -59,6 +60,8 @@ class DataConfig:
         difficulty: Pathfinder difficulty: ``"easy"``, ``"intermediate"`` or ``"hard"`` = contour length 6/9/14.
         object_size: longrange object diameter in pixels; 0 picks ``round(12 * sqrt(min(h, w) / 128))``
             (12 px at 128 px, 24 px at 512 px, 48 px at 2048 px), so bigger images are longer-range.
+        clutter: longrange and longrange3d: probability that a free grid cell holds an unmarked (distractor)
+            object, in [0, 1]; ``None`` (default) = the task's own default (see ``docs/tasks.md``).
         fake_classes: number of classes of the ``fake`` task.
         root: folder task: a directory holding ``train/`` and ``val/``, each with one sub-folder per class.
         interpolation: resize interpolation of the folder transforms (``"bicubic"``, ``"bilinear"``, ...).
@@ -103,6 +106,7 @@ class DataConfig:
     val_samples: int = 1000
     difficulty: str = "hard"
     object_size: int = 0
+    clutter: float | None = None
     fake_classes: int = 10
     root: str | None = None
     interpolation: str = "bicubic"
@@ -132,6 +136,8 @@ class DataConfig:
         _int_at_least("train_samples", self.train_samples, 1)
         _int_at_least("val_samples", self.val_samples, 1)
         _int_at_least("object_size", self.object_size, 0)
+        if self.clutter is not None and not 0.0 <= self.clutter <= 1.0:
+            raise ValueError(f"clutter must be in [0, 1] (or None for the task's default), got {self.clutter!r}")
         _int_at_least("fake_classes", self.fake_classes, 2)
         _int_at_least("num_workers", self.num_workers, 0)
         _probability("reprob", self.reprob)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from atlas_vision.data.build import Datasets
@@ -12,6 +13,12 @@ from atlas_vision.data.volume import IntensityWindow, VolumeFolderDataset
 __all__ = ["VOLUME_TASKS", "build_volume_datasets", "check_volume_config"]
 
 
+def longrange3d_params(cfg: DataConfig) -> LongRange3DParams:
+    """The generation parameters of the longrange3d task in ``cfg`` (``clutter=None`` keeps the task's default)."""
+    params = LongRange3DParams(volume_size=tuple(cfg.volume_size), object_size=cfg.object_size)
+    return params if cfg.clutter is None else dataclasses.replace(params, clutter=cfg.clutter)
+
+
 def check_volume_config(cfg: DataConfig) -> None:
     """Validate the volume fields of ``cfg`` for a 3-D task (ValueError naming field, value and valid range)."""
     size = cfg.volume_size
@@ -19,7 +26,7 @@ def check_volume_config(cfg: DataConfig) -> None:
         raise ValueError(f"volume_size must be (d, h, w) with every side an int >= 4, got {size!r}")
     IntensityWindow(cfg.intensity)
     if cfg.task == "longrange3d":
-        LongRange3DParams(volume_size=tuple(size), object_size=cfg.object_size)
+        longrange3d_params(cfg)
         if cfg.cache_dir:
             raise ValueError("cache_dir is not supported for task='longrange3d' (volumes render in a few ms)")
     if cfg.task == "volume" and not cfg.root:
@@ -31,7 +38,7 @@ def build_volume_datasets(cfg: DataConfig, seed: int) -> Datasets:
     check_volume_config(cfg)
     size = tuple(cfg.volume_size)
     if cfg.task == "longrange3d":
-        params = LongRange3DParams(volume_size=size, object_size=cfg.object_size)
+        params = longrange3d_params(cfg)
         train = LongRange3DDataset(cfg.train_samples, "train", seed, params)
         val = LongRange3DDataset(cfg.val_samples, "val", seed, params)
         return Datasets(train, val, 2, 1, train.class_names, train.mean, train.std)
