@@ -314,7 +314,7 @@ def main() -> int:
     meta = {
         "device": args.device
         if args.device != "cpu"
-        else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        else f"cpu ({platform.processor() or platform.machine()}, {args.threads or torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "commit": _commit(),
         "date": datetime.date.today().isoformat(),
