@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import replace
 from pathlib import Path
 
 from atlas_vision.data.build import Datasets
@@ -16,7 +16,7 @@ __all__ = ["VOLUME_TASKS", "build_volume_datasets", "check_volume_config"]
 def longrange3d_params(cfg: DataConfig) -> LongRange3DParams:
     """The generation parameters of the longrange3d task in ``cfg`` (``clutter=None`` keeps the task's default)."""
     params = LongRange3DParams(volume_size=tuple(cfg.volume_size), object_size=cfg.object_size)
-    return params if cfg.clutter is None else dataclasses.replace(params, clutter=cfg.clutter)
+    return params if cfg.clutter is None else replace(params, clutter=cfg.clutter)
 
 
 def check_volume_config(cfg: DataConfig) -> None:
