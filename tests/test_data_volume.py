@@ -98,6 +98,28 @@ def test_data_clutter_option_reaches_both_long_range_tasks():
         DataConfig(task="longrange3d", clutter=1.5)
 
 
+def test_longrange3d_count_target_labels_the_same_volumes_by_the_high_level_count():
+    """``target="count"``: the same stream of volumes, labelled 0/1/2 = marked objects at the higher level; a
+    count of 1 is exactly the "different" class."""
+    params = LongRange3DParams(volume_size=(48, 48, 64))
+    same = LongRange3DDataset(24, "train", seed=2, params=params)
+    count = LongRange3DDataset(24, "train", seed=2, params=params, target="count")
+    assert count.class_names == ["neither_high", "one_high", "both_high"]
+    seen = set()
+    for i in range(24):
+        (v_same, label), (v_count, high) = same[i], count[i]
+        torch.testing.assert_close(v_count, v_same, rtol=0, atol=0)
+        assert high in (0, 1, 2) and (high == 1) == (label == 0)
+        seen.add(high)
+    assert seen == {0, 1, 2}
+    data = build_datasets(DataConfig(task="longrange3d", target="count", train_samples=4, val_samples=2), seed=0)
+    assert data.num_classes == 3 and data.val.target == "count"
+    with pytest.raises(ValueError, match=r"target='count' exists for task='longrange3d' only \(task='longrange'\)"):
+        DataConfig(task="longrange", target="count")
+    with pytest.raises(ValueError, match=r"target must be one of 'label', 'count'; got 'sum'"):
+        DataConfig(task="longrange3d", target="sum")
+
+
 # ------------------------------------------------------------------------------------------------ volume folders
 def _write_folder(tmp_path, n=4):
     rng = np.random.default_rng(0)

@@ -42,6 +42,7 @@ PROCEDURAL_ONLY_KEYS: tuple[str, ...] = (
     "cache_dir",
 )
 FOLDER_ONLY_KEYS: tuple[str, ...] = ("crop", "convert_channels")
+TARGETS: tuple[str, ...] = ("label", "count")  # count: longrange3d only (data/longrange3d.py)
 
 
 @dataclass
@@ -62,6 +63,9 @@ class DataConfig:
             (12 px at 128 px, 24 px at 512 px, 48 px at 2048 px), so bigger images are longer-range.
         clutter: longrange and longrange3d: probability that a free grid cell holds an unmarked (distractor)
             object, in [0, 1]; ``None`` (default) = the task's own default (see ``docs/tasks.md``).
+        target: ``"label"`` (default: the task's own label) or, for ``longrange3d`` only, ``"count"``: how many of
+            the two marked objects are at the higher level (3 classes; window-solvable), the first stage of the
+            two-stage 3-D recipe (``docs/tasks.md``, section 5).
         fake_classes: number of classes of the ``fake`` task.
         root: folder task: a directory holding ``train/`` and ``val/``, each with one sub-folder per class.
         interpolation: resize interpolation of the folder transforms (``"bicubic"``, ``"bilinear"``, ...).
@@ -107,6 +111,7 @@ class DataConfig:
     difficulty: str = "hard"
     object_size: int = 0
     clutter: float | None = None
+    target: str = "label"
     fake_classes: int = 10
     root: str | None = None
     interpolation: str = "bicubic"
@@ -138,6 +143,9 @@ class DataConfig:
         _int_at_least("object_size", self.object_size, 0)
         if self.clutter is not None and not 0.0 <= self.clutter <= 1.0:
             raise ValueError(f"clutter must be in [0, 1] (or None for the task's default), got {self.clutter!r}")
+        _choice("target", self.target, TARGETS)
+        if self.target != "label" and self.task != "longrange3d":
+            raise ValueError(f"target={self.target!r} exists for task='longrange3d' only (task={self.task!r})")
         _int_at_least("fake_classes", self.fake_classes, 2)
         _int_at_least("num_workers", self.num_workers, 0)
         _probability("reprob", self.reprob)

@@ -25,6 +25,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from atlas_vision.data.config import TARGETS
 from atlas_vision.data.procedural import EpochStreamDataset
 
 # Object intensities (class-relevant for the marked pair). Two, one bit per object, as the 2-D task's two colours:
@@ -34,6 +35,10 @@ LEVELS: tuple[float, ...] = (0.4, 0.8)
 SHAPES_3D: tuple[str, ...] = ("ball", "cube", "octahedron")
 BACKGROUND_LEVEL, NOISE_STD, SHELL_LEVEL = 0.08, 0.03, 1.0
 CLASS_NAMES: list[str] = ["different", "same"]
+# The "count" target: how many of the two marked objects are at the higher level. A sum over the two objects, so a
+# window-only model can learn it too; it teaches a model to see the marked objects before it learns to relate them
+# (the first stage of the 3-D recipe, docs/tasks.md section 5). Chance: 50 % (counts 0 / 1 / 2 occur 1/4, 1/2, 1/4).
+COUNT_CLASS_NAMES: list[str] = ["neither_high", "one_high", "both_high"]
 MIN_SIDE, MAX_SIDE = 32, 512
 _MAX_ATTEMPTS = 50
 
@@ -133,6 +138,11 @@ class Scene3D:
     marked: tuple[int, int]
     label: int
 
+    @property
+    def high_count(self) -> int:
+        """How many of the two marked objects are at the higher level (0, 1 or 2): the ``count`` target."""
+        return int(sum(int(self.levels[k]) for k in self.marked))
+
 
 def make_scene_3d(params: LongRange3DParams, rng: np.random.Generator, label: int) -> Scene3D | None:
     """Lay out one volume with the given label, or ``None`` if no far-apart pair of cells was found."""
@@ -183,6 +193,8 @@ def draw_scene_3d(params: LongRange3DParams, scene: Scene3D, rng: np.random.Gene
 class LongRange3DDataset(EpochStreamDataset):
     """The longrange3d task: ``(volume [1, D, H, W] float32, (v - 0.5) / 0.5, label in {0, 1})``.
 
+    ``target="count"`` labels the same volumes with :attr:`Scene3D.high_count` (3 classes) instead of same/different.
+
     Item ``i`` is sample ``epoch * num_samples + i`` of the split's stream, a pure function of
     ``(seed, split, epoch, i)``: workers and runs agree, the data set can have any length, and a training set told
     its epoch (``set_epoch``; the trainer does it) shows new volumes every epoch, as the 2-D procedural tasks do.
@@ -197,16 +209,21 @@ class LongRange3DDataset(EpochStreamDataset):
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
 
-    def __init__(self, num_samples: int, split: str, seed: int, params: LongRange3DParams) -> None:
+    def __init__(
+        self, num_samples: int, split: str, seed: int, params: LongRange3DParams, target: str = "label"
+    ) -> None:
+        if target not in TARGETS:
+            raise ValueError(f"longrange3d target must be one of {TARGETS}, got {target!r}")
         super().__init__(num_samples, split, seed)
         self.params = params
+        self.target = target
 
     @property
     def class_names(self) -> list[str]:
-        return list(CLASS_NAMES)
+        return list(COUNT_CLASS_NAMES if self.target == "count" else CLASS_NAMES)
 
     def render(self, index: int) -> tuple[np.ndarray, int]:
-        """``(float32 [D, H, W] volume, label)`` of stream sample ``index``."""
+        """``(float32 [D, H, W] volume, target)`` of stream sample ``index`` (the label, or the count)."""
 
         def lay_out(rng: np.random.Generator, label: int) -> tuple[Scene3D, np.random.Generator] | None:
             scene = make_scene_3d(self.params, rng, label)
@@ -221,7 +238,7 @@ class LongRange3DDataset(EpochStreamDataset):
                 f"{_MAX_ATTEMPTS} attempts (volume_size={self.params.volume_size}); use a smaller object_size"
             ),
         )
-        return draw_scene_3d(self.params, scene, rng), scene.label
+        return draw_scene_3d(self.params, scene, rng), scene.high_count if self.target == "count" else scene.label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         volume, label = self.render(self.stream_index(index))

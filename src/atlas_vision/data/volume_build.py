@@ -39,9 +39,9 @@ def build_volume_datasets(cfg: DataConfig, seed: int) -> Datasets:
     size = tuple(cfg.volume_size)
     if cfg.task == "longrange3d":
         params = longrange3d_params(cfg)
-        train = LongRange3DDataset(cfg.train_samples, "train", seed, params)
-        val = LongRange3DDataset(cfg.val_samples, "val", seed, params)
-        return Datasets(train, val, 2, 1, train.class_names, train.mean, train.std)
+        train = LongRange3DDataset(cfg.train_samples, "train", seed, params, cfg.target)
+        val = LongRange3DDataset(cfg.val_samples, "val", seed, params, cfg.target)
+        return Datasets(train, val, len(train.class_names), 1, train.class_names, train.mean, train.std)
     root = Path(cfg.root or "")
     if not root.is_dir():
         raise FileNotFoundError(f"data root {root} does not exist (expected {root}/train.csv and {root}/val.csv)")

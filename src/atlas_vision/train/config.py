@@ -45,6 +45,9 @@ class ModelConfig:
     """Wrap the model in ``torch.compile``."""
     grad_checkpointing: bool = False
     """Call ``model.set_grad_checkpointing(True)`` (trades compute for activation memory)."""
+    init_from: str = ""
+    """Start from these weights (a run directory, checkpoint directory or weight file): every tensor is copied by
+    name; the classifier is re-initialised when its shape differs (another number of classes). Unused on resume."""
 
     def __post_init__(self) -> None:
         _check(bool(self.name), "model.name", self.name, "a timm model name")

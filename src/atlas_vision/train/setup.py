@@ -36,6 +36,7 @@ from atlas_vision.train.factory import (
     resolve_precision,
     wrap_model,
 )
+from atlas_vision.train.init_weights import init_from_weights
 from atlas_vision.train.loop import TrainParts
 from atlas_vision.train.metrics import MetricsLog
 from atlas_vision.train.rng import seed_everything
@@ -154,16 +155,19 @@ def _resolve_out(cfg: TrainConfig, ctx: DistContext) -> Path:
 
 
 def _resolved(cfg: TrainConfig, out: Path) -> TrainConfig:
-    """``cfg`` with the run directory filled in and data paths made absolute, so the ``config.yaml`` written next
-    to every checkpoint works from any working directory (eval, predict, resume)."""
+    """``cfg`` with the run directory filled in and the data and ``model.init_from`` paths made absolute, so the
+    ``config.yaml`` written next to every checkpoint works from any working directory (eval, predict, resume)."""
     data = cfg.data
     absolute = {
         name: str(Path(getattr(data, name)).resolve())
         for name in ("root", "cache_dir", "labels_csv")
         if getattr(data, name, None)
     }
+    model = cfg.model
+    if model.init_from:
+        model = dataclasses.replace(model, init_from=str(Path(model.init_from).resolve()))
     return dataclasses.replace(
-        cfg, data=dataclasses.replace(data, **absolute), run=dataclasses.replace(cfg.run, out=str(out))
+        cfg, data=dataclasses.replace(data, **absolute), model=model, run=dataclasses.replace(cfg.run, out=str(out))
     )
 
 
@@ -265,6 +269,8 @@ def _build(cfg: TrainConfig, ctx: DistContext, run_dir: RunDir, claim: RunDirCla
             f"data.in_chans asks for {cfg.data.channels}"
         )
     model = build_model(cfg.model, data.num_classes, channels, ctx.device)
+    if cfg.model.init_from and not cfg.run.resume:  # a resume restores the run's own weights
+        init_from_weights(model, cfg.model.init_from)
     train_loader, sampler = create_train_loader(
         data.train, cfg.optim.batch_size, cfg.data.num_workers, cfg.run.seed, ctx
     )
