@@ -1,6 +1,6 @@
 #!/bin/bash
 # The pair of docs/benchmarks.md section 10 (2026-12-02): ./run.sh atlas3d_tiny atlas & ./run.sh atlas3d_tiny_window window
-# usage: final.sh MODEL TAG
+# usage: run.sh MODEL TAG. Stage 1 ran with the then-default optim.lr 2e-3 (the default is 4e-3 since; see config.yaml)
 cd /work/main && . .venv/bin/activate
 M=$1; T=$2; O=/tmp/r3d/final
 COMMON="--data.task longrange3d --model.name $M --optim.batch_size 16 --data.train_samples 1000 --run.progress never"

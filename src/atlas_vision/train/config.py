@@ -68,8 +68,9 @@ class OptimConfig:
 
     opt: str = "adamw"
     """timm optimizer name: adamw, sgd, lamb, lion, ..."""
-    lr: float = 2e-3
-    """Peak learning rate (absolute, not rescaled by batch size)."""
+    lr: float = 4e-3
+    """Peak learning rate (absolute, not rescaled by batch size). 4e-3 since 2026-12-02: with 2e-3 one seed in five
+    of the default run stayed at chance for 25 epochs (docs/benchmarks.md section 6)."""
     weight_decay: float = 0.05
     """Decoupled weight decay; biases and 1-D (norm) parameters get none (timm's grouping)."""
     betas: tuple[float, float] | None = None
