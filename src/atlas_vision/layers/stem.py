@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 
 import torch
-from timm.layers import LayerNorm2d
 from torch import nn
+
+from atlas_vision.layers.contiguous import ContiguousLayerNorm2d, contiguous_gradient
 
 
 class ConvResBlock(nn.Module):
@@ -70,7 +71,7 @@ class ConvStem(nn.Module):
             stages.append(
                 nn.Sequential(
                     *[ConvResBlock(width, **dd) for _ in range(depth)],
-                    LayerNorm2d(width, **dd),
+                    ContiguousLayerNorm2d(width, **dd),
                     nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False, **dd),
                 )
             )
@@ -79,4 +80,5 @@ class ConvStem(nn.Module):
 
     def forward(self, x_bchw: torch.Tensor) -> torch.Tensor:
         x_bchw = self.stages(self.conv0(x_bchw))  # [B, C, ceil(H/P), ceil(W/P)]
-        return x_bchw.permute(0, 2, 3, 1)  # [B, h, w, C]
+        # The consumer's gradient arrives through the permute channels-last strided; the convs get it contiguous.
+        return contiguous_gradient(x_bchw).permute(0, 2, 3, 1)  # [B, h, w, C]

@@ -12,21 +12,12 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from atlas_vision.layers.contiguous import ContiguousLayerNorm3d, contiguous_gradient
 from atlas_vision.ops import Size3D
 
 STEM3D_PATCH_SIDES = (4, 8, 16)
-
-
-class LayerNorm3d(nn.LayerNorm):
-    """LayerNorm over the channels of a ``[B, C, D, H, W]`` map (timm's ``LayerNorm2d`` for volumes)."""
-
-    def forward(self, x_bcdhw: torch.Tensor) -> torch.Tensor:
-        x = x_bcdhw.movedim(1, -1)  # [B, D, H, W, C]
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.movedim(-1, 1)
 
 
 class ConvResBlock3d(nn.Module):
@@ -97,7 +88,7 @@ class ConvStem3d(nn.Module):
             stages.append(
                 nn.Sequential(
                     *[ConvResBlock3d(width, **dd) for _ in range(depth)],
-                    LayerNorm3d(width, **dd),
+                    ContiguousLayerNorm3d(width, **dd),
                     nn.Conv3d(width, 2 * width, 3, stride=stride, padding=1, bias=False, **dd),
                 )
             )
@@ -106,4 +97,6 @@ class ConvStem3d(nn.Module):
 
     def forward(self, x_bcdhw: torch.Tensor) -> torch.Tensor:
         x_bcdhw = self.stages(self.conv0(x_bcdhw))  # [B, C, ceil(D/pd), ceil(H/ph), ceil(W/pw)]
-        return x_bcdhw.movedim(1, -1)  # [B, d, h, w, C]
+        return contiguous_gradient(x_bcdhw).movedim(
+            1, -1
+        )  # [B, d, h, w, C] (gradient kept contiguous: see layers.contiguous)
