@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from atlas_vision.layers.contiguous import ContiguousLayerNorm2d, contiguous_gradient
+from atlas_vision.layers.conv3x3 import Conv3x3
 
 
 class ConvResBlock(nn.Module):
@@ -21,10 +22,10 @@ class ConvResBlock(nn.Module):
     def __init__(self, dim: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None):
         super().__init__()
         dd = {"device": device, "dtype": dtype}
-        self.conv1 = nn.Conv2d(dim, dim, 3, padding=1, **dd)
+        self.conv1 = Conv3x3(dim, dim, **dd)
         self.norm1 = nn.BatchNorm2d(dim, eps=1e-5, **dd)
         self.act = nn.GELU()
-        self.conv2 = nn.Conv2d(dim, dim, 3, padding=1, **dd)
+        self.conv2 = Conv3x3(dim, dim, **dd)
         self.norm2 = nn.BatchNorm2d(dim, eps=1e-5, **dd)
 
     def forward(self, x_bchw: torch.Tensor) -> torch.Tensor:

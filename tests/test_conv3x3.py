@@ -1,0 +1,64 @@
+"""``Conv3x3``'s CPU weight-gradient fast path against PyTorch's convolution, forward and backward, awkward shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from atlas_vision.layers.conv3x3 import Conv3x3, conv3x3_weight_gradient
+
+SHAPES = [  # (batch, in_channels, out_channels, height, width)
+    (1, 5, 4, 7, 11),
+    (3, 3, 6, 9, 6),
+    (1, 2, 3, 1, 1),
+    (3, 4, 2, 2, 13),
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_weight_gradient_equals_torch_float64(shape):
+    batch, cin, cout, height, width = shape
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(batch, cin, height, width, generator=gen, dtype=torch.float64)
+    grad = torch.randn(batch, cout, height, width, generator=gen, dtype=torch.float64)
+    expected = torch.nn.grad.conv2d_weight(x, (cout, cin, 3, 3), grad, stride=1, padding=1)
+    torch.testing.assert_close(conv3x3_weight_gradient(grad, x), expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_module_forward_and_backward_equal_nn_conv2d(shape, bias, dtype):
+    batch, cin, cout, height, width = shape
+    torch.manual_seed(0)
+    fast = Conv3x3(cin, cout, bias=bias).to(dtype)
+    plain = nn.Conv2d(cin, cout, 3, padding=1, bias=bias).to(dtype)
+    plain.load_state_dict(fast.state_dict())  # same parameter names and shapes
+    x = torch.randn(batch, cin, height, width, dtype=dtype)
+    seed = torch.randn(batch, cout, height, width, dtype=dtype)
+    results = []
+    for conv in (fast, plain):
+        xi = x.clone().requires_grad_(True)
+        y = conv(xi)
+        (y * seed).sum().backward()
+        results.append([y.detach(), xi.grad] + [p.grad for p in conv.parameters()])
+    tol = {"rtol": 0, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, **tol)
+
+
+def test_input_without_grad_and_frozen_weights():
+    torch.manual_seed(0)
+    conv = Conv3x3(3, 4).double()
+    x = torch.randn(3, 3, 5, 8, dtype=torch.float64)
+    y = conv(x)  # input needs no gradient: only the weight and bias get one
+    y.sum().backward()
+    expected = torch.nn.grad.conv2d_weight(x, conv.weight.shape, torch.ones_like(y), stride=1, padding=1)
+    torch.testing.assert_close(conv.weight.grad, expected, rtol=0, atol=1e-12)
+    conv.requires_grad_(False)
+    xi = x.clone().requires_grad_(True)
+    conv(xi).sum().backward()  # frozen conv: the plain path still gives the input gradient
+    assert xi.grad is not None and conv.weight.grad is not None
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), nn.functional.conv2d(x, conv.weight, conv.bias, padding=1))
