@@ -62,3 +62,14 @@ def test_input_without_grad_and_frozen_weights():
     assert xi.grad is not None and conv.weight.grad is not None
     with torch.no_grad():
         torch.testing.assert_close(conv(x), nn.functional.conv2d(x, conv.weight, conv.bias, padding=1))
+
+
+def test_cpu_autocast_bf16_takes_the_plain_path():
+    torch.manual_seed(0)
+    conv = Conv3x3(3, 4)
+    x = torch.randn(1, 3, 5, 6, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()  # the fast path would mix a bf16 gradient with fp32 saved tensors here
+    assert x.grad is not None and conv.weight.grad is not None and conv.weight.grad.dtype == torch.float32

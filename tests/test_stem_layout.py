@@ -7,6 +7,10 @@ conv sends oneDNN down its 2-3x slower backward path on CPU (docs/benchmarks.md 
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from timm.layers import LayerNorm2d
@@ -100,3 +104,15 @@ def test_contiguous_gradient_is_identity_and_free_outside_autograd():
     assert torch.equal(y, xg)
     y.permute(0, 2, 3, 1).mul(torch.ones(2, 4, 5, 3)).sum().backward()
     assert xg.grad is not None and xg.grad.is_contiguous()
+
+
+def test_stem_variants_benchmark_runs_every_variant(monkeypatch, capsys):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "stem_variants.py"
+    spec = importlib.util.spec_from_file_location("stem_variants", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["stem_variants", "--model", "test_atlas", "--px", "48", "--rounds", "1"])
+    assert module.main() == 0
+    rows = [line.split(",") for line in capsys.readouterr().out.splitlines() if not line.startswith("#")]
+    assert rows[0] == ["variant", "round", "forward_s", "backward_s"]
+    assert [r[0] for r in rows[1:]] == list(module.VARIANTS)

@@ -9,7 +9,7 @@ the weight gradient is one product::
     dW[:, :, i, j] = sum_b  g_pad[b] @ x_flat[b, :, off : off + H * (W + 2)].T     with off = i * (W + 2) + j
 
 over a strided view, no im2col copy. Forward and the input gradient stay oneDNN's. Used on CPU only (cuDNN has its own
-fast algorithms); elsewhere, and without autograd, the module is a plain ``nn.Conv2d``. Checked against
+fast algorithms); elsewhere, under autocast and without autograd, the module is a plain ``nn.Conv2d``. Checked against
 ``torch.nn.grad.conv2d_weight`` in float64 on odd, non-square shapes and batches 1 and 3 (tests/test_conv3x3.py).
 """
 
@@ -76,6 +76,12 @@ class Conv3x3(nn.Conv2d):
         super().__init__(in_channels, out_channels, 3, padding=1, bias=bias, device=device, dtype=dtype)
 
     def forward(self, x_bchw: torch.Tensor) -> torch.Tensor:
-        if x_bchw.device.type == "cpu" and torch.is_grad_enabled() and self.weight.requires_grad:
+        if (
+            x_bchw.device.type == "cpu"
+            and torch.is_grad_enabled()
+            and self.weight.requires_grad
+            and not torch.is_autocast_enabled("cpu")  # autocast casts inside F.conv2d; the plain path handles it
+            and x_bchw.dtype == self.weight.dtype
+        ):
             return _Conv3x3.apply(x_bchw, self.weight, self.bias)
         return super().forward(x_bchw)
