@@ -13,6 +13,9 @@ SHAPES = [  # (batch, in_channels, out_channels, height, width)
     (3, 3, 6, 9, 6),
     (1, 2, 3, 1, 1),
     (3, 4, 2, 2, 13),
+    (2, 3, 2, 1, 6),  # one row: the dy = +-1 taps see only padding
+    (1, 3, 4, 5, 1),  # one column: every dx = +-1 pair wraps
+    (1, 2, 2, 2, 2),
 ]
 
 

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 from torch import nn
 
+from atlas_vision.layers.channel_layer_norm import channel_layer_norm
+
 
 class _ContiguousGradient(torch.autograd.Function):
     """Identity forward; backward hands the incoming gradient on as a contiguous tensor."""
@@ -36,10 +38,28 @@ def contiguous_gradient(x: torch.Tensor) -> torch.Tensor:
     return _ContiguousGradient.apply(x)
 
 
+def _use_channel_layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> bool:
+    """Whether :func:`channel_layer_norm` (no transposed copies; CPU fp32/fp64 with affine) can normalise ``x``."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and not torch.is_autocast_enabled("cpu")
+        and norm.weight is not None
+        and norm.bias is not None
+        and x.dtype == norm.weight.dtype
+    )
+
+
 class ContiguousLayerNorm2d(LayerNorm2d):
-    """timm's ``LayerNorm2d`` (same parameters, same values) whose output and input gradient are NCHW-contiguous."""
+    """timm's ``LayerNorm2d`` (same parameters, same values) whose output and input gradient are NCHW-contiguous.
+
+    On CPU it normalises without transposing (:func:`~atlas_vision.layers.channel_layer_norm.channel_layer_norm`);
+    elsewhere it is timm's permute -> layer_norm -> permute, made contiguous.
+    """
 
     def forward(self, x_bchw: torch.Tensor) -> torch.Tensor:
+        if _use_channel_layer_norm(self, x_bchw):
+            return channel_layer_norm(x_bchw, self.weight, self.bias, self.eps)
         return super().forward(contiguous_gradient(x_bchw)).contiguous()
 
 
@@ -47,6 +67,8 @@ class ContiguousLayerNorm3d(nn.LayerNorm):
     """LayerNorm over the channels of a ``[B, C, D, H, W]`` map, with contiguous output and input gradient."""
 
     def forward(self, x_bcdhw: torch.Tensor) -> torch.Tensor:
+        if _use_channel_layer_norm(self, x_bcdhw):
+            return channel_layer_norm(x_bcdhw, self.weight, self.bias, self.eps)
         x = contiguous_gradient(x_bcdhw).movedim(1, -1)  # [B, D, H, W, C]
         x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.movedim(-1, 1).contiguous()  # [B, C, D, H, W]

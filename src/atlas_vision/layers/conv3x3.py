@@ -2,15 +2,18 @@
 
 On the 2-core development CPU oneDNN computes the weight gradient of the stem's 384-channel 3x3 convs in ~1.6x their
 forward time (0.59 s against 0.37 s at 128x128, fp32, 2 threads); the same gradient as nine matrix products runs at
-forward speed (0.38 s). With the input zero-padded and flattened to ``[B, C, (H + 3) * (W + 2)]`` and the output
-gradient padded to width ``W + 2`` (two zero columns where a flat shift wraps to the next row), the tap ``(i, j)`` of
-the weight gradient is one product::
+forward speed (0.34 s). With input and output gradient flattened to ``[B, C, H * W]`` and ``[B, K, H * W]``, tap
+``(i, j)`` (offset ``(dy, dx) = (i - 1, j - 1)``) pairs output position ``p`` with input position ``p + s``,
+``s = dy * W + dx``, so it is one product over strided views -- no padding, no im2col copy::
 
-    dW[:, :, i, j] = sum_b  g_pad[b] @ x_flat[b, :, off : off + H * (W + 2)].T     with off = i * (W + 2) + j
+    dW[:, :, i, j] = sum_b  g[b, :, p0:p1] @ x[b, :, p0 + s : p1 + s].T      (p0, p1: where p + s is in range)
 
-over a strided view, no im2col copy. Forward and the input gradient stay oneDNN's. Used on CPU only (cuDNN has its own
-fast algorithms); elsewhere, under autocast and without autograd, the module is a plain ``nn.Conv2d``. Checked against
-``torch.nn.grad.conv2d_weight`` in float64 on odd, non-square shapes and batches 1 and 3 (tests/test_conv3x3.py).
+For ``dx = -1`` (``+1``) the flat shift wraps output column 0 (``W - 1``) onto the neighbouring row's last (first)
+input column, a position the zero padding would have hidden; those ``H`` products are subtracted again as one small
+GEMM over the wrapped column (stride ``W`` views). Forward and the input gradient stay oneDNN's. Used on CPU only
+(cuDNN has its own fast algorithms); elsewhere, under autocast and without autograd, the module is a plain
+``nn.Conv2d``. Checked against ``torch.nn.grad.conv2d_weight`` in float64 on odd, non-square shapes and batches 1
+and 3 (tests/test_conv3x3.py).
 """
 
 from __future__ import annotations
@@ -25,17 +28,29 @@ def conv3x3_weight_gradient(grad_bkhw: torch.Tensor, x_bchw: torch.Tensor) -> to
     """Weight gradient ``[K, C, 3, 3]`` of ``conv2d(x, w, stride=1, padding=1)`` for output gradient ``grad``."""
     batch, channels, height, width = x_bchw.shape
     out_channels = grad_bkhw.shape[1]
-    row = width + 2  # flat row length of the padded input
-    span = height * row  # flat length of the output gradient padded to width ``row``
-    # One extra zero row at the bottom keeps the last tap's view, which ends 2 elements past row H + 2, in bounds.
-    x_flat = F.pad(x_bchw, (1, 1, 1, 2)).reshape(batch, channels, (height + 3) * row)  # [B, C, (H+3)(W+2)]
-    g_flat = F.pad(grad_bkhw, (0, 2)).reshape(batch, out_channels, span)  # [B, K, H(W+2)], zeros where shifts wrap
-    taps = x_bchw.new_zeros(3, 3, out_channels, channels)  # [i, j, K, C]
+    length = height * width
+    x_flat = x_bchw.reshape(batch, channels, length)  # [B, C, H*W] (a view of a contiguous input)
+    g_flat = grad_bkhw.reshape(batch, out_channels, length)  # [B, K, H*W]
+    taps = x_bchw.new_empty(3, 3, out_channels, channels)  # [i, j, K, C]
     for i in range(3):
         for j in range(3):
-            offset = i * row + j
+            shift = (i - 1) * width + (j - 1)
+            p0, p1 = max(0, -shift), min(length, length - shift)  # output positions whose p + shift is in range
+            tap = taps[i, j]  # [K, C]
+            if p1 <= p0:  # an image too small for this tap to see anything (H == 1 and W == 1, or H == 1 and dy != 0)
+                tap.zero_()
+                continue
+            # the output column whose shifted input wrapped to the neighbouring row, and its first position >= p0
+            wrapped_col = 0 if j == 0 else width - 1
+            w0 = p0 + (wrapped_col - p0) % width
             for b in range(batch):
-                taps[i, j].addmm_(g_flat[b], x_flat[b, :, offset : offset + span].t())  # [K, L] @ [L, C]
+                g, x = g_flat[b], x_flat[b]
+                if b == 0:
+                    torch.mm(g[:, p0:p1], x[:, p0 + shift : p1 + shift].t(), out=tap)  # [K, L] @ [L, C]
+                else:
+                    tap.addmm_(g[:, p0:p1], x[:, p0 + shift : p1 + shift].t())
+                if j != 1 and w0 < p1:  # take back the wrapped pairs: [K, ~H] @ [~H, C]
+                    tap.addmm_(g[:, w0:p1:width], x[:, w0 + shift : p1 + shift : width].t(), alpha=-1)
     return taps.permute(2, 3, 0, 1).contiguous()  # [K, C, 3, 3]
 
 
@@ -53,7 +68,11 @@ class _Conv3x3(torch.autograd.Function):
         grad = grad.contiguous()
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.nn.grad.conv2d_input(x.shape, weight, grad, stride=1, padding=1)
+            # aten's op with the saved input itself: torch.nn.grad.conv2d_input would pass an expanded dummy that
+            # oneDNN then copies to a full [B, C, H, W] buffer first
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1, (True, False, False)
+            )[0]
         if ctx.needs_input_grad[1]:
             grad_w = conv3x3_weight_gradient(grad, x)
         if ctx.has_bias and ctx.needs_input_grad[2]:

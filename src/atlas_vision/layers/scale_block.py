@@ -65,7 +65,10 @@ class ScaleBlock(nn.Module):
     def keys_values(self, x_bhwc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, h, w, C]`` -> (K, V), each ``[B, h, w, n, d]``."""
         kv = self.kv(self.norm_kv(x_bhwc)).unflatten(-1, (2, self.num_heads, self.head_dim))  # [B, h, w, 2, n, d]
-        return kv[..., 0, :, :], kv[..., 1, :, :]
+        # unbind, not two selects: its backward stacks the two gradients in one copy, where each select's backward
+        # would zero-fill a full [B, h, w, 2, n, d] buffer and autograd would then add the two.
+        k, v = kv.unbind(-3)
+        return k, v
 
     def update(self, x_bhwc: torch.Tensor, attn_bhwnd: torch.Tensor) -> torch.Tensor:
         """Residual updates after one attention: ``x + DropPath(proj(attn))``, then ``x + DropPath(MLP(LN(x)))``."""

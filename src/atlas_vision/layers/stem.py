@@ -81,5 +81,6 @@ class ConvStem(nn.Module):
 
     def forward(self, x_bchw: torch.Tensor) -> torch.Tensor:
         x_bchw = self.stages(self.conv0(x_bchw))  # [B, C, ceil(H/P), ceil(W/P)]
-        # The consumer's gradient arrives through the permute channels-last strided; the convs get it contiguous.
-        return contiguous_gradient(x_bchw).permute(0, 2, 3, 1)  # [B, h, w, C]
+        # One copy to a contiguous token map: a permuted view would make every LayerNorm and pooling of the first scale
+        # copy it again. The gradient arrives through the permute channels-last strided; the convs get it contiguous.
+        return contiguous_gradient(x_bchw).permute(0, 2, 3, 1).contiguous()  # [B, h, w, C]

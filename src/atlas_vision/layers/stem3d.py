@@ -97,5 +97,5 @@ class ConvStem3d(nn.Module):
 
     def forward(self, x_bcdhw: torch.Tensor) -> torch.Tensor:
         x_bcdhw = self.stages(self.conv0(x_bcdhw))  # [B, C, ceil(D/pd), ceil(H/ph), ceil(W/pw)]
-        # The consumer's gradient arrives through movedim channels-last strided; the convs get it contiguous.
-        return contiguous_gradient(x_bcdhw).movedim(1, -1)  # [B, d, h, w, C]
+        # One copy to a contiguous token map (see ConvStem.forward); the gradient reaches the convs contiguous.
+        return contiguous_gradient(x_bcdhw).movedim(1, -1).contiguous()  # [B, d, h, w, C]
