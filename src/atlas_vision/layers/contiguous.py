@@ -39,9 +39,15 @@ def contiguous_gradient(x: torch.Tensor) -> torch.Tensor:
 
 
 def _use_channel_layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> bool:
-    """Whether :func:`channel_layer_norm` (no transposed copies; CPU fp32/fp64 with affine) can normalise ``x``."""
+    """Whether :func:`channel_layer_norm` (no transposed copies; CPU fp32/fp64 with affine) can normalise ``x``.
+
+    Not while tracing (``torch.export`` / ONNX / ``torch.compile``): its per-image loop would fix the batch size of
+    the graph, and a compiler fuses the plain version anyway.
+    """
     return (
-        x.device.type == "cpu"
+        not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+        and x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
         and not torch.is_autocast_enabled("cpu")
         and norm.weight is not None

@@ -96,7 +96,9 @@ class Conv3x3(nn.Conv2d):
 
     def forward(self, x_bchw: torch.Tensor) -> torch.Tensor:
         if (
-            x_bchw.device.type == "cpu"
+            not torch.compiler.is_compiling()  # tracing: a compiler picks its own convolution backward
+            and not torch.jit.is_tracing()
+            and x_bchw.device.type == "cpu"
             and torch.is_grad_enabled()
             and self.weight.requires_grad
             and not torch.is_autocast_enabled("cpu")  # autocast casts inside F.conv2d; the plain path handles it
