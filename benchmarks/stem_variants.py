@@ -6,9 +6,11 @@ Variants, run interleaved (``--rounds`` times each, in turn) on the same weights
 
 * ``permuted`` - the stem as it was: timm's ``LayerNorm2d`` (channels-last strided output and input gradient), the
   ``permute`` to ``[B, h, w, C]`` without ``contiguous_gradient``, oneDNN's weight gradient;
-* ``contiguous`` - ``ContiguousLayerNorm2d`` + ``contiguous_gradient`` (NCHW-contiguous tensors reach every conv),
-  oneDNN's weight gradient;
-* ``shipped`` - ``contiguous`` + ``Conv3x3``'s nine-GEMM weight gradient in the residual blocks (what ``ConvStem`` is).
+* ``contiguous`` - a LayerNorm2d that transposes and copies back (stop 20's ``ContiguousLayerNorm2d``) +
+  ``contiguous_gradient`` (NCHW-contiguous tensors reach every conv), oneDNN's weight gradient;
+* ``conv3x3`` - ``contiguous`` + ``Conv3x3``'s nine-GEMM weight gradient in the residual blocks;
+* ``shipped`` - ``conv3x3`` with today's ``ContiguousLayerNorm2d``, which normalises without transposing
+  (``channel_layer_norm``): what ``ConvStem`` is.
 
 Only module classes are swapped (``__class__``), so all three compute the same values. Prints one CSV row per round:
 variant, forward s, backward s. The loss is ``(tokens * r).sum()`` with a fixed random ``r`` (a dense gradient, as a
@@ -26,19 +28,34 @@ from timm.layers import LayerNorm2d
 from torch import nn
 
 import atlas_vision  # noqa: F401  (registers the Atlas models)
-from atlas_vision.layers.contiguous import ContiguousLayerNorm2d
+from atlas_vision.layers.contiguous import ContiguousLayerNorm2d, contiguous_gradient
 from atlas_vision.layers.conv3x3 import Conv3x3
 from atlas_vision.layers.stem import ConvStem
 
-VARIANTS = ("permuted", "contiguous", "shipped")
+VARIANTS = ("permuted", "contiguous", "conv3x3", "shipped")
+
+
+class TransposingLayerNorm2d(LayerNorm2d):
+    """timm's permute -> layer_norm -> permute, made contiguous (``ContiguousLayerNorm2d`` as of stop 20)."""
+
+    def forward(self, x_bchw: torch.Tensor) -> torch.Tensor:
+        return super().forward(contiguous_gradient(x_bchw)).contiguous()
+
+
+_LAYER_NORM = {
+    "permuted": LayerNorm2d,
+    "contiguous": TransposingLayerNorm2d,
+    "conv3x3": TransposingLayerNorm2d,
+    "shipped": ContiguousLayerNorm2d,
+}
 
 
 def _set_variant(stem: ConvStem, variant: str) -> None:
     for module in stem.modules():
         if isinstance(module, LayerNorm2d):
-            module.__class__ = LayerNorm2d if variant == "permuted" else ContiguousLayerNorm2d
+            module.__class__ = _LAYER_NORM[variant]
         elif isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3) and module.stride == (1, 1):
-            module.__class__ = Conv3x3 if variant == "shipped" else nn.Conv2d
+            module.__class__ = Conv3x3 if variant in ("conv3x3", "shipped") else nn.Conv2d
 
 
 def _step(stem: ConvStem, x: torch.Tensor, r: torch.Tensor, variant: str) -> tuple[float, float]:
