@@ -17,7 +17,6 @@ import csv
 import datetime
 import json
 import math
-import platform
 import resource
 import statistics
 import subprocess
@@ -28,6 +27,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from atlas_vision.environment import device_name
 
 
 def _rss_mb() -> float:
@@ -151,6 +152,12 @@ def _naive_topdown_factory(kind: str, real):
 
 
 def child(spec: dict) -> dict:
+    if spec.get("cpu_allocator") == "keep":
+        from atlas_vision.cpu_allocator import keep_freed_memory
+
+        why_not = keep_freed_memory()
+        if why_not is not None:
+            raise RuntimeError(f"--cpu-allocator keep: {why_not}")
     torch.manual_seed(0)
     torch.set_num_threads(spec.get("threads") or torch.get_num_threads())
     device = torch.device(spec["device"])
@@ -244,7 +251,13 @@ def _commit() -> str:
 
 
 def plan(what: str, args) -> list[dict]:
-    common = {"device": args.device, "warmup": args.warmup, "iters": args.iters, "threads": args.threads}
+    common = {
+        "device": args.device,
+        "warmup": args.warmup,
+        "iters": args.iters,
+        "threads": args.threads,
+        "cpu_allocator": args.cpu_allocator,
+    }
     specs = []
     if what == "models":
         for model in args.models.split(","):
@@ -309,12 +322,19 @@ def main() -> int:
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--heads", type=int, default=6)
     parser.add_argument("--timeout", type=int, default=1800)
+    parser.add_argument(
+        "--cpu-allocator",
+        choices=["default", "keep"],
+        default="default",
+        help="keep: every child (every model alike) runs with atlas_vision.cpu_allocator.keep_freed_memory(), "
+        "as `atlas-vision train` does on CPU; default: glibc's malloc as it is",
+    )
     args = parser.parse_args()
 
     meta = {
         "device": args.device
         if args.device != "cpu"
-        else f"cpu ({platform.processor() or platform.machine()}, {args.threads or torch.get_num_threads()} threads)",
+        else f"cpu ({device_name(torch.device('cpu'))}, {args.threads or torch.get_num_threads()} threads)",
         "torch": torch.__version__,
         "commit": _commit(),
         "date": datetime.date.today().isoformat(),

@@ -34,11 +34,24 @@ def git_commit(cwd: str | os.PathLike[str] | None = None) -> str:
     return f"{head}+dirty" if dirty else head
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, where ``platform.processor()`` is often empty); the machine
+    type (``x86_64``) when neither knows it. The development VM is not always the same CPU, so rows must say which."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name") and ":" in line:
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_name(device: torch.device) -> str:
-    """GPU model name on CUDA, the CPU description otherwise."""
+    """GPU model name on CUDA, the CPU model otherwise."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
+    return cpu_model()
 
 
 def env_metadata(device: torch.device, dtype: str, seed: int | str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from atlas_vision.cpu_allocator import keep_freed_memory
 from atlas_vision.data import set_dataset_epoch
 from atlas_vision.train.checkpoint import copy_checkpoint, save_checkpoint
 from atlas_vision.train.config import TrainConfig
@@ -65,6 +66,12 @@ def run_training(cfg: TrainConfig) -> dict[str, Any]:
     try:
         if not ctx.is_main:
             log.setLevel(logging.WARNING)
+        if ctx.device.type == "cpu" and cfg.run.cpu_allocator == "keep":
+            why_not = keep_freed_memory()
+            if why_not is None:
+                log.info("run.cpu_allocator keep: malloc keeps freed memory in the process")
+            else:
+                log.info("run.cpu_allocator keep not applied: %s", why_not)
         t_start = time.perf_counter()
         setup = build_run(cfg, ctx)
         failed = True
