@@ -3,11 +3,11 @@
 PyTorch's CPU allocator is plain ``malloc``/``free``. glibc serves every block above its mmap threshold (at most
 32 MiB) with a fresh ``mmap`` and returns it with ``munmap`` when freed, so each large activation of every step is
 page-faulted in and zeroed by the kernel again: Atlas-B's stem at 1024 px makes 50-67 MiB maps, and one training
-step took 0.7-1.5 M minor page faults and 2.7-4.6 s of system time out of 12.9-14.0 s (2-core Xeon, 2026-12-03,
-``docs/benchmarks.md`` section 8). With ``M_MMAP_MAX = 0`` (no mmap: every block comes from the heap) and a large
-``M_TRIM_THRESHOLD`` (the heap is not shrunk on every free) freed blocks are reused: the same step took < 20 k faults,
-0.2-0.3 s of system time and 11.5-11.7 s. Peak RSS grows a little (4.2 -> 4.5 GiB there), since freed memory stays
-with the process. This is the zero-install equivalent of running under jemalloc/tcmalloc, as PyTorch's CPU tuning
+step took 0.66-1.02 M minor page faults and 2.5-4.0 s of system time out of 10.6-12.3 s (steps 1-3 of
+``benchmarks/alloc_faults.py``, 2-core Xeon, 2026-12-03, ``docs/benchmarks.md`` section 8). With ``M_MMAP_MAX = 0``
+(no mmap: every block comes from the heap) and a large ``M_TRIM_THRESHOLD`` (the heap is not shrunk on every free)
+freed blocks are reused: the same steps took <= 16 k faults, 0.02-0.17 s of system time and 8.95-9.14 s. Peak RSS
+grows a little (3.9 -> 4.2 GiB there), since freed memory stays with the process. This is the zero-install equivalent of running under jemalloc/tcmalloc, as PyTorch's CPU tuning
 guide suggests; the same settings as environment variables are
 ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=...``.
 

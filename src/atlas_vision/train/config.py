@@ -178,8 +178,8 @@ class RunConfig:
     the data worker; set 0 for larger models."""
     cpu_allocator: CpuAllocator = "keep"
     """On a CPU device: ``keep`` tells glibc's malloc to keep freed memory in the process (no fresh page-faulted map
-    for every large activation: Atlas-B's 1024 px training step 11.6 s instead of 12.9-14.0 s on the 2-core CPU; see
-    ``atlas_vision.cpu_allocator``); ``default`` leaves malloc as it is. Process-wide; no effect on CUDA runs."""
+    for every large activation: Atlas-B's 1024 px training step 10.3-10.9 s instead of 11.6-14.8 s on the 2-core
+    Xeon, docs/benchmarks.md section 8; see ``atlas_vision.cpu_allocator``); ``default`` leaves malloc as it is. Process-wide; no effect on CUDA runs."""
     tensorboard: bool = False
     """Also write TensorBoard scalars into the run directory (needs the ``tensorboard`` extra)."""
     plots: bool = True
