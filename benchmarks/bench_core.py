@@ -3,7 +3,8 @@
 Every measurement runs in its own subprocess, so the peak resident memory (``ru_maxrss``) it reports belongs to that
 measurement alone; the reported ``peak_mem_mb`` is the peak RSS minus the RSS after the model and input were built
 (i.e. the activations, gradients and workspace of the timed step). Times are the median over ``--iters`` timed
-repetitions after ``--warmup`` untimed ones. fp32 on CPU; on CUDA, bf16 autocast and ``torch.cuda`` peak memory.
+repetitions after ``--warmup`` untimed ones. fp32 on CPU (``--cpu-precision bf16``: bf16 autocast); on CUDA, bf16
+autocast and ``torch.cuda`` peak memory.
 
     python benchmarks/bench_core.py models   --out docs/bench-core/models.csv
     python benchmarks/bench_core.py blocks   --out docs/bench-core/blocks.csv
@@ -164,7 +165,9 @@ def child(spec: dict) -> dict:
     kind = spec["kind"]
     train = spec["mode"] == "fwd_bwd"
     autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.type == "cuda"
+        else torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.get("cpu_precision") == "bf16")
     )
 
     if kind == "model":
@@ -257,6 +260,7 @@ def plan(what: str, args) -> list[dict]:
         "iters": args.iters,
         "threads": args.threads,
         "cpu_allocator": args.cpu_allocator,
+        "cpu_precision": args.cpu_precision,
     }
     specs = []
     if what == "models":
@@ -329,6 +333,13 @@ def main() -> int:
         help="keep: every child (every model alike) runs with atlas_vision.cpu_allocator.keep_freed_memory(), "
         "as `atlas-vision train` does on CPU; default: glibc's malloc as it is",
     )
+    parser.add_argument(
+        "--cpu-precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="bf16: every model alike runs under torch.autocast('cpu', torch.bfloat16), fast only on CPUs with "
+        "AMX / AVX512-BF16 (and hundreds of times slower than fp32 on those without); CUDA always uses bf16 autocast",
+    )
     args = parser.parse_args()
 
     meta = {
@@ -338,7 +349,7 @@ def main() -> int:
         "torch": torch.__version__,
         "commit": _commit(),
         "date": datetime.date.today().isoformat(),
-        "dtype": "bf16-autocast" if args.device.startswith("cuda") else "fp32",
+        "dtype": "bf16-autocast" if args.device.startswith("cuda") or args.cpu_precision == "bf16" else "fp32",
     }
     rows = []
     for spec in plan(args.what, args):

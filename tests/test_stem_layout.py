@@ -1,8 +1,9 @@
-"""The conv stems keep activations and gradients NCHW-contiguous (``atlas_vision.layers.contiguous``).
+"""The conv stems keep activations and gradients in one layout (``atlas_vision.layers.contiguous``).
 
 Only memory layout changes, so values and gradients must equal those of the plain permute-based LayerNorms; and every
 stem convolution must be handed contiguous inputs and contiguous output gradients - a channels-last tensor reaching a
-conv sends oneDNN down its 2-3x slower backward path on CPU (docs/benchmarks.md section 8).
+conv sends oneDNN down its 2-3x slower fp32 backward path on CPU (docs/benchmarks.md section 8). Under CPU autocast
+(bf16) the 2-D stem works channels-last instead, where oneDNN's bf16 convs would otherwise convert every tensor.
 """
 
 from __future__ import annotations
@@ -11,18 +12,28 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 from torch import nn
 
-from atlas_vision.layers.contiguous import ContiguousLayerNorm2d, ContiguousLayerNorm3d, contiguous_gradient
+from atlas_vision.layers import contiguous as contiguous_module
+from atlas_vision.layers.contiguous import (
+    ContiguousLayerNorm2d,
+    ContiguousLayerNorm3d,
+    contiguous_gradient,
+    stem_memory_format,
+)
 from atlas_vision.layers.stem import ConvStem
 from atlas_vision.layers.stem3d import ConvStem3d
 
 
-def _record_conv_layouts(stem: nn.Module) -> list[tuple[str, str, bool]]:
-    """Hooks recording, for every conv, whether its input and the gradient of its output were contiguous.
+def _record_conv_layouts(
+    stem: nn.Module, memory_format: torch.memory_format = torch.contiguous_format
+) -> list[tuple[str, str, bool]]:
+    """Hooks recording, for every conv, whether its input and the gradient of its output were contiguous in
+    ``memory_format``.
 
     Tensor hooks (not module backward hooks, which wrap the module and change what reaches it) see the gradient as
     autograd hands it to the conv's backward.
@@ -32,9 +43,13 @@ def _record_conv_layouts(stem: nn.Module) -> list[tuple[str, str, bool]]:
         if isinstance(module, nn.Conv2d | nn.Conv3d):
 
             def hook(mod, inputs, output, name=name):
-                seen.append((name, "input", inputs[0].is_contiguous()))
+                seen.append((name, "input", inputs[0].is_contiguous(memory_format=memory_format)))
                 if output.requires_grad:
-                    output.register_hook(lambda g, name=name: seen.append((name, "grad_output", g.is_contiguous())))
+                    output.register_hook(
+                        lambda g, name=name: seen.append(
+                            (name, "grad_output", g.is_contiguous(memory_format=memory_format))
+                        )
+                    )
 
             module.register_forward_hook(hook)
     return seen
@@ -54,6 +69,45 @@ def test_stem_convs_get_contiguous_inputs_and_gradients():
     assert len([s for s in seen if s[1] == "grad_output"]) == convs  # every conv output needs a gradient
     bad = [s for s in seen if not s[2]]
     assert not bad, f"channels-last tensors reached stem convs: {bad}"
+
+
+def test_stem_convs_work_channels_last_under_cpu_autocast():
+    torch.manual_seed(0)
+    stem = ConvStem(3, 64, patch_size=16, hidden=16, depth=1)
+    seen = _record_conv_layouts(stem, torch.channels_last)
+    x = torch.randn(3, 3, 70, 90)
+    assert stem_memory_format(x) is torch.contiguous_format
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert stem_memory_format(x) is torch.channels_last
+        tokens = stem(x)
+    assert tokens.is_contiguous() and tokens.shape == (3, 5, 6, 64)
+    (tokens.float() * torch.randn(tokens.shape)).sum().backward()
+    convs = sum(isinstance(m, nn.Conv2d) for m in stem.modules())
+    assert len([s for s in seen if s[1] == "grad_output"]) == convs
+    bad = [s for s in seen if not s[2]]
+    assert not bad, f"NCHW tensors reached stem convs under autocast: {bad}"
+
+
+def test_channels_last_stem_under_autocast_computes_the_nchw_stem(monkeypatch: pytest.MonkeyPatch):
+    """Same values and gradients as the same stem kept NCHW under autocast (to bf16 rounding: oneDNN may sum in
+    another order per layout); a permuted layout mix-up would differ by O(1)."""
+    torch.manual_seed(0)
+    stem = ConvStem(3, 32, patch_size=8, hidden=8, depth=1)
+    x = torch.randn(1, 3, 40, 56)
+    cotangent = torch.randn(1, 5, 7, 32)
+    results = []
+    for layout in (torch.channels_last, torch.contiguous_format):
+        monkeypatch.setattr(contiguous_module, "stem_memory_format", lambda t, layout=layout: layout)
+        monkeypatch.setattr("atlas_vision.layers.stem.stem_memory_format", lambda t, layout=layout: layout)
+        stem.zero_grad(set_to_none=True)
+        xi = x.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            tokens = stem(xi)
+        (tokens.float() * cotangent).sum().backward()
+        results.append((tokens.float(), xi.grad, stem.conv0[0].weight.grad, stem.stages[0][0].conv1.weight.grad))
+    for a, b in zip(*results, strict=True):
+        scale = b.abs().max()
+        assert (a - b).abs().max() <= 0.05 * scale, ((a - b).abs().max(), scale)
 
 
 def test_stem3d_convs_get_contiguous_inputs_and_gradients():
@@ -104,6 +158,12 @@ def test_contiguous_gradient_is_identity_and_free_outside_autograd():
     assert torch.equal(y, xg)
     y.permute(0, 2, 3, 1).mul(torch.ones(2, 4, 5, 3)).sum().backward()
     assert xg.grad is not None and xg.grad.is_contiguous()
+    # a non-leaf, so the hook sees the gradient as handed on (a leaf's .grad takes the leaf's own strides)
+    inner = torch.randn(2, 3, 4, 5, requires_grad=True).mul(1.0)
+    grads = []
+    inner.register_hook(grads.append)
+    contiguous_gradient(inner, torch.channels_last).mul(torch.ones(2, 3, 4, 5)).sum().backward()
+    assert grads[0].is_contiguous(memory_format=torch.channels_last) and not grads[0].is_contiguous()
 
 
 def test_stem_variants_benchmark_runs_every_variant(monkeypatch, capsys):

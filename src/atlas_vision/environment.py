@@ -47,6 +47,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_has_bf16_matrix_units(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> bool:
+    """Whether the CPU advertises Intel AMX bf16 tiles (``amx_bf16`` in ``/proc/cpuinfo``'s flags): on such a CPU
+    oneDNN runs bf16 matrix products ~3x faster than fp32 (and bf16 autocast is worth trying), while on CPUs without
+    them bf16 can be hundreds of times slower than fp32. ``False`` where the flags cannot be read."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags") and ":" in line:
+                    return "amx_bf16" in line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    return False
+
+
 def device_name(device: torch.device) -> str:
     """GPU model name on CUDA, the CPU model otherwise."""
     if device.type == "cuda":

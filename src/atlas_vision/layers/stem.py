@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from atlas_vision.layers.contiguous import ContiguousLayerNorm2d, contiguous_gradient
+from atlas_vision.layers.contiguous import ContiguousLayerNorm2d, contiguous_gradient, stem_memory_format
 from atlas_vision.layers.conv3x3 import Conv3x3
 
 
@@ -80,7 +80,9 @@ class ConvStem(nn.Module):
         self.stages = nn.Sequential(*stages)
 
     def forward(self, x_bchw: torch.Tensor) -> torch.Tensor:
-        x_bchw = self.stages(self.conv0(x_bchw))  # [B, C, ceil(H/P), ceil(W/P)]
-        # One copy to a contiguous token map: a permuted view would make every LayerNorm and pooling of the first scale
-        # copy it again. The gradient arrives through the permute channels-last strided; the convs get it contiguous.
-        return contiguous_gradient(x_bchw).permute(0, 2, 3, 1).contiguous()  # [B, h, w, C]
+        layout = stem_memory_format(x_bchw)  # NCHW; channels-last under CPU autocast (layers/contiguous.py)
+        x_bchw = self.stages(self.conv0(x_bchw.contiguous(memory_format=layout)))  # [B, C, ceil(H/P), ceil(W/P)]
+        # One copy to a contiguous token map (none when channels-last): a permuted view would make every LayerNorm and
+        # pooling of the first scale copy it again. The gradient arrives through the permute channels-last strided;
+        # the convs get it in the stem's layout.
+        return contiguous_gradient(x_bchw, layout).permute(0, 2, 3, 1).contiguous()  # [B, h, w, C]
