@@ -170,13 +170,17 @@ def child(spec: dict) -> dict:
         else torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.get("cpu_precision") == "bf16")
     )
 
+    output_dtypes: set[str] = set()
     if kind == "model":
         model = _build_model(spec["model"], device).train(train)
         x = torch.randn(spec["batch"], 3, spec["res"], spec["res"], device=device)
+        if spec.get("channels_last"):  # timm's `train.py --channels-last`: weights and input NHWC
+            model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
 
         def step():
             with autocast:
                 out = model(x)
+            output_dtypes.add(str(out.dtype).removeprefix("torch."))  # what the precision option really did
             if train:
                 out.float().sum().backward()
                 model.zero_grad(set_to_none=True)
@@ -223,6 +227,7 @@ def child(spec: dict) -> dict:
         "ms_min": min(times),
         "peak_mem_mb": round(peak, 1),
         "iters": len(times),
+        **({"output_dtype": ",".join(sorted(output_dtypes))} if output_dtypes else {}),
     }
 
 
@@ -261,6 +266,7 @@ def plan(what: str, args) -> list[dict]:
         "threads": args.threads,
         "cpu_allocator": args.cpu_allocator,
         "cpu_precision": args.cpu_precision,
+        "channels_last": args.channels_last,
     }
     specs = []
     if what == "models":
@@ -339,6 +345,11 @@ def main() -> int:
         default="fp32",
         help="bf16: every model alike runs under torch.autocast('cpu', torch.bfloat16), fast only on CPUs with "
         "AMX / AVX512-BF16 (and hundreds of times slower than fp32 on those without); CUDA always uses bf16 autocast",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="models: weights and input in channels-last memory format (timm's train.py --channels-last)",
     )
     args = parser.parse_args()
 

@@ -9,8 +9,9 @@ instead of 13 s; ``benchmarks/profile_train_step.py``, docs/benchmarks.md sectio
 memory layout, never values.
 
 Under CPU autocast (bf16) the trade-off flips: oneDNN runs bf16 convolutions channels-last and converted every NCHW
-input and output gradient of Atlas-B's 2-D stem (0.8 s of copies in a 4.0 s bf16 step at 1024 px on an AMX Xeon), so
-there the 2-D stem works channels-last throughout (:func:`stem_memory_format`). CUDA keeps NCHW (not measured there).
+input and output gradient of Atlas-B's 2-D stem (1.2 s of copies in a 3.95 s profiled bf16 step at 1024 px on an AMX
+Xeon), so there the 2-D stem works channels-last throughout (:func:`stem_memory_format`). CUDA keeps NCHW (not
+measured there).
 """
 
 from __future__ import annotations

@@ -250,7 +250,7 @@ def _build(cfg: TrainConfig, ctx: DistContext, run_dir: RunDir, claim: RunDirCla
     if cfg.run.precision == "auto" and ctx.device.type == "cpu" and cpu_has_bf16_matrix_units():
         log.info(
             "run.precision auto: fp32 on CPU; this CPU has AMX bf16 units, where `run.precision bf16` (autocast) ran "
-            "an atlas_base training step at 1024 px 2.8x faster than fp32 (docs/benchmarks.md section 8)"
+            "an atlas_base training step at 1024 px 3.7x faster than fp32 (docs/benchmarks.md section 8)"
         )
     if cfg.optim.mixing and cfg.optim.batch_size % 2:
         raise ValueError(

@@ -1,0 +1,36 @@
+"""benchmarks/bench_core.py runs end to end on CPU, each option reaching the measured child."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_core.py"
+
+
+def _run(tmp_path: Path, *options: str) -> list[dict[str, str]]:
+    out = tmp_path / "models.csv"
+    argv = [sys.executable, str(SCRIPT), "models", "--models", "test_atlas", "--res", "64", "--warmup", "0"]
+    argv += ["--iters", "1", "--threads", "1", "--timeout", "300", "--out", str(out), *options]
+    subprocess.run(argv, check=True, capture_output=True, text=True, timeout=600)
+    with out.open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_models_bf16_channels_last_rows(tmp_path: Path) -> None:
+    rows = _run(tmp_path, "--cpu-precision", "bf16", "--channels-last", "--cpu-allocator", "keep")
+    assert [r["mode"] for r in rows] == ["fwd", "fwd_bwd"]
+    for row in rows:
+        assert "error" not in row or not row["error"], row
+        assert row["dtype"] == "bf16-autocast" and row["output_dtype"] == "bfloat16"
+        assert row["channels_last"] == "True" and row["cpu_allocator"] == "keep"
+        assert float(row["ms_median"]) > 0
+
+
+def test_models_default_is_fp32(tmp_path: Path) -> None:
+    rows = _run(tmp_path)
+    assert {r["dtype"] for r in rows} == {"fp32"} and {r["output_dtype"] for r in rows} == {"float32"}
+    assert {r["channels_last"] for r in rows} == {"False"}
+    assert all(float(r["ms_median"]) > 0 for r in rows)
