@@ -58,17 +58,13 @@ def main() -> None:
 
     variants: dict[str, Callable[[], torch.Tensor]] = {b: (lambda b=b: run(b)) for b in ("split", "sdpa", "flex")}
     if device.type == "cpu":
-        from torch.nn.attention.flex_attention import flex_attention
-
-        compiled = torch.compile(flex_attention)
 
         def run_compiled() -> torch.Tensor:
-            eager = flex._attention_fn
-            flex._attention_fn = lambda _device: compiled
+            flex.COMPILE_BACKEND["cpu"] = "inductor"
             try:
                 return run("flex")
             finally:
-                flex._attention_fn = eager
+                del flex.COMPILE_BACKEND["cpu"]
 
         variants["flex (compiled, CPU)"] = run_compiled
     with torch.no_grad():

@@ -132,3 +132,37 @@ def test_flex_forward_and_backward_on_cuda_match_float64_reference(case, dtype):
     torch.testing.assert_close(out.double().cpu(), ref, **tol("flex", dtype, "fwd"))
     out.float().sum().backward()
     assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q_c, k_f, v_f))
+
+
+def test_compiled_flex_stays_compiled_over_many_image_sizes(monkeypatch):
+    """A model run at many image sizes and batches stays within the compiled graphs this backend allows.
+
+    Compiled with dynamo's ``aot_eager`` backend on CPU (same guards and recompiles as inductor on CUDA, no codegen).
+    With dynamo's default limit of 8 graphs this sweep exhausts ``flex_attention``'s cache at the third call
+    (batch 3 at 192 px: 0/1 specialisations of batch and block counts) and dynamo would fall back to the eager
+    implementation that materialises every score; ``fail_on_recompile_limit_hit`` turns that into an error here.
+    """
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    monkeypatch.setitem(flex.COMPILE_BACKEND, "cpu", "aot_eager")
+    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
+    flex.clear_block_mask_cache()
+    torch.manual_seed(0)
+    ref = atlas_vision.create_model("test_atlas_3stage", num_classes=5).eval()
+    model = atlas_vision.create_model("test_atlas_3stage", num_classes=5, backend="flex").eval()
+    model.load_state_dict(ref.state_dict())
+    sweep = [(1, 64, 64), (1, 80, 48), (3, 96, 72), (1, 128, 100), (2, 72, 52), (3, 61, 95), (1, 40, 40)]
+    counters.clear()
+    with torch.no_grad():
+        for b, h, w in sweep:
+            x = torch.randn(b, 3, h, w)
+            torch.testing.assert_close(model(x), ref(x), **tol("model", torch.float32, "fwd"))
+        graphs = counters["stats"]["unique_graphs"]
+        for b, h, w in sweep:  # the same sizes again: every graph and block mask is reused
+            model(torch.randn(b, 3, h, w))
+    assert counters["stats"]["unique_graphs"] == graphs, "a repeated size compiled a new graph"
+    assert graphs <= flex.RECOMPILE_LIMIT, graphs
+    flex.clear_block_mask_cache()
+    torch._dynamo.reset()

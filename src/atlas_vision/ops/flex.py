@@ -17,8 +17,9 @@ coordinates instead):
 Block masks are cached per ``(pass, layout, scale, number of key scales, device)`` in a bounded LRU
 (:data:`BLOCK_MASK_CACHE_SIZE` entries), so a stream of new image sizes evicts old masks instead of growing memory.
 On CUDA the call goes through ``torch.compile(flex_attention)`` (fused Triton kernels; dynamo marks sizes dynamic
-after the second distinct shape and caps recompiles at ``torch._dynamo.config.recompile_limit``). On CPU it runs
-eager (see :func:`_attention_fn` for why) and forward only (PyTorch raises on a CPU backward), so the declaration in
+after the second distinct shape) and the masks through ``torch.compile(create_block_mask)``, both with
+:data:`RECOMPILE_LIMIT` graphs allowed; every mask shares one ``mask_mod`` (:func:`_window_table_mask_mod`) so that
+new masks do not force new graphs. On CPU it runs eager (see :func:`_attention` for why) and forward only (PyTorch raises on a CPU backward), so the declaration in
 :mod:`atlas_vision.ops.dispatch` makes it differentiable on CUDA only; a CPU forward is how it is tested against the
 float64 reference without a GPU.
 """
@@ -40,8 +41,18 @@ from atlas_vision.ops.windows import from_windows, to_windows, window_validity
 #: Most block masks kept at once (each holds O(num_blocks^2) ints; a new image size adds one per pass and scale).
 BLOCK_MASK_CACHE_SIZE = 64
 
+#: ``torch.compile`` backend per device type for ``flex_attention`` and ``create_block_mask``; a device type not
+#: named here (CPU) runs both eager (see :func:`_attention`).
+COMPILE_BACKEND: dict[str, str] = {"cuda": "inductor"}
+
+#: Compiled graphs allowed per function while this backend calls it (dynamo's default ``recompile_limit`` is 8).
+#: A pass specialises on sizes 0/1 (batch 1, one 128-token block at a coarse scale), grad mode and dtype, so a
+#: model trained and evaluated at a few image sizes passes 8 graphs; past the limit dynamo silently runs the eager
+#: implementation, which materialises the whole score matrix (``tests/test_flex.py`` counts the graphs).
+RECOMPILE_LIMIT = 64
+
 _block_masks: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
-_compiled: dict[str, Callable[..., torch.Tensor]] = {}
+_compiled: dict[tuple[str, str], Callable[..., Any]] = {}
 
 
 def flex_unavailable() -> str | None:
@@ -51,33 +62,40 @@ def flex_unavailable() -> str | None:
     return None
 
 
-def _attention_fn(device: torch.device) -> Callable[..., torch.Tensor]:
-    """``torch.compile(flex_attention)`` on CUDA (the fused Triton kernels); eager ``flex_attention`` elsewhere.
+def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: Any, scale: float | None) -> torch.Tensor:
+    """``flex_attention(q, k, v, block_mask=..., scale=...)``, compiled where :data:`COMPILE_BACKEND` says so.
 
     Not compiled on CPU, measured with torch 2.14.1 on this project's CPU (docs/benchmarks.md section 11): the
     compiled CPU kernel runs one 64x64-token top-down pass (6 heads of 64, 1 thread) in 81 ms against split's 53 ms
     and eager's 3.0 s, but the second distinct shape, once dynamo marks sizes dynamic, fails to build
-    (``CppCompileError``), and float64 is not lowered at all. Eager FlexAttention materialises the whole ``[q, kv]`` score matrix: on CPU this backend is a
-    forward-only check of the block masks, not a fast path (use ``split`` / ``auto`` there).
+    (``CppCompileError``), and float64 is not lowered at all. Eager FlexAttention materialises the whole ``[q, kv]``
+    score matrix: on CPU this backend is a forward-only check of the block masks, not a fast path (use ``split`` /
+    ``auto`` there).
     """
     from torch.nn.attention.flex_attention import flex_attention
 
-    if device.type != "cuda":
-        return _eager_flex_attention
-    if "cuda" not in _compiled:
-        _compiled["cuda"] = torch.compile(flex_attention)
-    return _compiled["cuda"]
+    backend = COMPILE_BACKEND.get(q.device.type)
+    if backend is None:
+        with warnings.catch_warnings():  # eager is the documented choice here, not an accident
+            warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
+            return flex_attention(q, k, v, block_mask=block_mask, scale=scale)
+    return _compiled_call(flex_attention, backend, q, k, v, block_mask=block_mask, scale=scale)
 
 
-def _eager_flex_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, block_mask: Any, scale: float | None
-) -> torch.Tensor:
-    """Eager ``flex_attention`` without its "called without torch.compile" warning (the choice is documented)."""
-    from torch.nn.attention.flex_attention import flex_attention
+def _compiled_call(fn: Callable[..., Any], backend: str, *args: Any, **kwargs: Any) -> Any:
+    """``torch.compile(fn, backend=backend)(*args, **kwargs)`` with at least :data:`RECOMPILE_LIMIT` graphs allowed.
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
-        return flex_attention(q, k, v, block_mask=block_mask, scale=scale)
+    Inside a region that is itself being compiled (``torch.compile(model)``), ``fn`` is called as is: dynamo traces
+    it into the outer graph.
+    """
+    if torch.compiler.is_compiling():
+        return fn(*args, **kwargs)
+    key = (fn.__name__, backend)
+    if key not in _compiled:
+        _compiled[key] = torch.compile(fn, backend=backend)
+    limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    with torch._dynamo.config.patch(recompile_limit=limit):
+        return _compiled[key](*args, **kwargs)
 
 
 def block_mask_cache_len() -> int:
@@ -107,7 +125,10 @@ def _block_mask(
     from torch.nn.attention.flex_attention import create_block_mask
 
     # compiled on CUDA so the [q_len, kv_len] mask is never materialised (1M-token grids); eager on CPU, as above
-    return create_block_mask(mask_mod, None, None, q_len, kv_len, device=device, _compile=device.type == "cuda")
+    backend = COMPILE_BACKEND.get(device.type)
+    if backend is None:
+        return create_block_mask(mask_mod, None, None, q_len, kv_len, device=device)
+    return _compiled_call(create_block_mask, backend, mask_mod, None, None, q_len, kv_len, device=device)
 
 
 def _to_sequence(x_bWntd: torch.Tensor) -> torch.Tensor:
@@ -122,43 +143,70 @@ def _from_sequence(x_bnLd: torch.Tensor, num_windows_total: int) -> torch.Tensor
     return x_bnLd.view(b, n, num_windows_total, length // num_windows_total, d).transpose(1, 2)
 
 
+def _window_table_mask_mod(
+    query_tokens: torch.Tensor, key_slot: torch.Tensor, key_window: torch.Tensor, table: torch.Tensor
+) -> Callable[..., torch.Tensor]:
+    """The one ``mask_mod`` of this backend: query ``q`` sees key ``kv`` iff
+    ``table[key_slot[kv] + q // query_tokens] == key_window[kv]``.
+
+    ``q // query_tokens`` is the query's window (top-down) or pooled block (bottom-up); ``key_slot[kv]`` picks the
+    row of ``table`` for the key's scale, whose entries are the window of that scale each query window reads;
+    ``key_window[kv]`` is the key's own window at its scale, ``-1`` for a padding key (never equal to a table entry).
+
+    Every captured value is a tensor (``query_tokens`` 0-dim) and every mask shares this function's code: dynamo
+    guards a compiled ``flex_attention`` on the ``mask_mod``'s code object and specialises captured Python ints, so
+    separate top-down / bottom-up closures with int captures cost one recompile per pass and per window size and,
+    once ``torch._dynamo.config.recompile_limit`` is reached, silently fall back to the eager implementation, which
+    materialises the whole score matrix (``tests/test_flex.py`` counts the compiled graphs over many sizes).
+    """
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return table[key_slot[kv_idx] + q_idx // query_tokens] == key_window[kv_idx]
+
+    return mask_mod
+
+
+def _key_windows(geo: Any, device: torch.device) -> torch.Tensor:
+    """``long [W*T]``: each window-major token's window index at its scale, ``-1`` where it is padding."""
+    windows = torch.arange(geo.windows_total * geo.tokens_per_window) // geo.tokens_per_window
+    valid = window_validity(geo.grid, geo.num_windows, geo.window, torch.device("cpu")).reshape(-1)
+    return torch.where(valid, windows, -1).to(device)
+
+
 def _topdown_block_mask(layout: MultiScaleLayout, scale: int, num_key_scales: int, device: torch.device) -> Any:
     geo = layout[scale]
     t_q, num_w = geo.tokens_per_window, geo.windows_total
-    key_scale, key_window, key_valid, ancestors = [], [], [], []
+    key_slot, key_window, table = [], [], []
     for offset in range(num_key_scales):
         src = layout[scale + offset]
-        t_src = src.tokens_per_window
-        count = src.windows_total * t_src
-        key_scale.append(torch.full((count,), offset, dtype=torch.long))
-        key_window.append(torch.arange(count) // t_src)
-        key_valid.append(window_validity(src.grid, src.num_windows, src.window, torch.device("cpu")).reshape(-1))
+        count = src.windows_total * src.tokens_per_window
+        key_slot.append(torch.full((count,), offset * num_w, dtype=torch.long))
+        key_window.append(_key_windows(src, torch.device("cpu")))
         own = tuple(range(num_w)) if offset == 0 else layout.ancestor_windows(scale, scale + offset)
-        ancestors.append(torch.tensor(own, dtype=torch.long))
-    # per key: its scale offset, its window at that scale, whether it is real; per (offset, query window): the window
-    # of that scale the query window reads (a flat table [num_key_scales * W])
-    k_scale = torch.cat(key_scale).to(device)
-    k_window = torch.cat(key_window).to(device)
-    k_valid = torch.cat(key_valid).to(device)
-    anc = torch.cat(ancestors).to(device)
-
-    def mask_mod(b, h, q_idx, kv_idx):
-        q_window = q_idx // t_q
-        return k_valid[kv_idx] & (anc[k_scale[kv_idx] * num_w + q_window] == k_window[kv_idx])
-
-    return _block_mask(mask_mod, num_w * t_q, int(k_scale.numel()), device)
+        table.append(torch.tensor(own, dtype=torch.long))
+    # per key: the table row of its scale offset and its window at that scale; per (offset, query window): the
+    # window of that scale the query window reads (a flat table [num_key_scales * W])
+    mask_mod = _window_table_mask_mod(
+        torch.tensor(t_q, device=device),
+        torch.cat(key_slot).to(device),
+        torch.cat(key_window).to(device),
+        torch.cat(table).to(device),
+    )
+    return _block_mask(mask_mod, num_w * t_q, sum(k.numel() for k in key_slot), device)
 
 
 def _bottomup_block_mask(layout: MultiScaleLayout, scale: int, device: torch.device) -> Any:
     fine = layout[scale - 1]
-    t_fine = fine.tokens_per_window
     block_tokens = math.prod(layout.bottomup_block(scale))
-    k_valid = window_validity(fine.grid, fine.num_windows, fine.window, device).reshape(-1)
-
-    def mask_mod(b, h, q_idx, kv_idx):
-        return k_valid[kv_idx] & (q_idx // block_tokens == kv_idx // t_fine)
-
-    return _block_mask(mask_mod, fine.windows_total * block_tokens, fine.windows_total * t_fine, device)
+    # block w of the coarse queries reads fine window w: the identity table, one row
+    key_window = _key_windows(fine, device)
+    mask_mod = _window_table_mask_mod(
+        torch.tensor(block_tokens, device=device),
+        torch.zeros_like(key_window),
+        key_window,
+        torch.arange(fine.windows_total, device=device),
+    )
+    return _block_mask(mask_mod, fine.windows_total * block_tokens, key_window.numel(), device)
 
 
 def flex_topdown_attention(
@@ -181,7 +229,7 @@ def flex_topdown_attention(
     v_seq = torch.cat(v_parts, dim=2) if len(v_parts) > 1 else v_parts[0]
     key = ("top_down", layout, scale, len(keys), q.device)
     mask = _cached_block_mask(key, lambda: _topdown_block_mask(layout, scale, len(keys), q.device))
-    out = _attention_fn(q.device)(q_seq, k_seq, v_seq, block_mask=mask, scale=softmax_scale)  # [B, n, W*T, d]
+    out = _attention(q_seq, k_seq, v_seq, mask, softmax_scale)  # [B, n, W*T, d]
     return from_windows(_from_sequence(out, geo.windows_total), geo.num_windows, geo.window, geo.grid)
 
 
@@ -201,5 +249,5 @@ def flex_bottomup_attention(
     v_seq = _to_sequence(to_windows(v_fine, fine.num_windows, fine.window))
     key = ("bottom_up", layout, scale, q.device)
     mask = _cached_block_mask(key, lambda: _bottomup_block_mask(layout, scale, q.device))
-    out = _attention_fn(q.device)(q_seq, k_seq, v_seq, block_mask=mask, scale=softmax_scale)
+    out = _attention(q_seq, k_seq, v_seq, mask, softmax_scale)
     return from_windows(_from_sequence(out, fine.windows_total), fine.num_windows, block, coarse.grid)
