@@ -2,8 +2,8 @@
 
 On one H100/H200 it runs, within ``--budget-s`` (default 480 s = 8 minutes, warm-ups included):
 
-1. ``tests``    -- the CUDA test subset: ``TORCH_DEVICE=cuda pytest tests/test_ops.py -k device`` (fast paths vs the
-   float64 reference in fp32 and bf16);
+1. ``tests``    -- the CUDA test subset: ``TORCH_DEVICE=cuda pytest tests/test_ops.py tests/test_flex.py -k "device or
+   cuda"`` (every fast path, ``flex`` included, forward and backward vs the float64 reference in fp32 and bf16);
 2. ``contract`` -- the model contract on the device (output shape, every parameter gets a gradient, fp32 equal to
    the CPU output of the same weights, bf16 close) for each attention backend, on awkward input shapes;
 3. ``train``    -- training-step images/s and peak memory in bf16: ``atlas_base`` 1024 px, ``atlas_small``
@@ -39,6 +39,9 @@ PHASES: tuple[str, ...] = ("tests", "contract", "train", "large", "mixers")
 BACKENDS: tuple[str, ...] = ("sdpa", "split", "flex")
 # share of the total budget each phase may use (the unused part of a phase is left to the later ones)
 PHASE_SHARE: dict[str, float] = {"tests": 0.15, "contract": 0.07, "train": 0.45, "large": 0.18, "mixers": 0.15}
+# the tests that run on TORCH_DEVICE: test_ops's fast paths (sdpa, split, flex on CUDA) and test_flex's CUDA test
+CUDA_TESTS: tuple[str, ...] = ("tests/test_ops.py", "tests/test_flex.py")
+CUDA_TESTS_SELECT = "device or cuda"
 BASELINES: tuple[str, ...] = ("vit_base_patch16_224", "convnext_base", "swin_base_patch4_window7_224")
 ROW_COLUMNS: tuple[str, ...] = (
     "phase",
@@ -143,8 +146,8 @@ def _child_env(device: str) -> dict[str, str]:
 
 
 def run_tests_phase(out: Path, device: str, smoke: bool, timeout_s: float) -> list[dict[str, Any]]:
-    """The CUDA test subset (``-k device`` of tests/test_ops.py); in smoke mode only collected, not run."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_ops.py", "-k", "device"]
+    """The CUDA test subset (:data:`CUDA_TESTS`, ``-k`` :data:`CUDA_TESTS_SELECT`); in smoke mode only collected."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CUDA_TESTS, "-k", CUDA_TESTS_SELECT]
     if smoke:
         cmd.append("--collect-only")
     start = time.monotonic()
@@ -154,7 +157,7 @@ def run_tests_phase(out: Path, device: str, smoke: bool, timeout_s: float) -> li
         {
             "phase": "tests",
             "kind": "pytest-collect" if smoke else "pytest",
-            "model": "tests/test_ops.py -k device",
+            "model": f"{' '.join(CUDA_TESTS)} -k '{CUDA_TESTS_SELECT}'",
             "status": f"{status}: {summary[0][:200]}",
             "wall_s": round(time.monotonic() - start, 2),
         }

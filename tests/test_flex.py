@@ -62,6 +62,24 @@ def test_flex_backward_on_cpu_is_refused_with_the_reason():
         bottomup_attention(coarse, q, q, layout, 1, backend="flex")
 
 
+def test_flex_declares_the_cuda_head_dim_minimum():
+    """FlexAttention's Triton kernels need head dim >= 16: a smaller one on CUDA is refused by the declaration (a
+    clear error) instead of failing inside inductor; on CPU (eager) any head dim runs."""
+    from types import SimpleNamespace
+
+    from atlas_vision.ops import BACKENDS, Backend, Pass
+
+    spec = next(s for s in BACKENDS if s.backend is Backend.FLEX)
+
+    def reasons(device, d):  # stands in for a [B, h, w, n, d] query; only device, dtype and d are read
+        q = SimpleNamespace(device=torch.device(device), dtype=torch.bfloat16, shape=(1, 4, 4, 2, d))
+        return spec.not_supported_reasons(Pass.TOP_DOWN, q, needs_grad=False)
+
+    if flex.flex_unavailable() is None:
+        assert reasons("cuda", 16) == [] and reasons("cpu", 8) == []
+    assert any("head dim 8 too small on 'cuda' (needs >= 16)" in r for r in reasons("cuda", 8))
+
+
 def test_auto_does_not_pick_flex_on_cpu():
     from atlas_vision.ops import Backend, Pass, resolve_backend
 
@@ -103,7 +121,7 @@ def test_flex_model_inference_equals_sdpa():
 
 @pytest.mark.skipif(DEVICE.type != "cuda", reason="FlexAttention's backward needs CUDA (TORCH_DEVICE=cuda)")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("case", [SHAPES[1], SHAPES[4], SHAPES[5]], ids=_id)
+@pytest.mark.parametrize("case", [SHAPES[1], SHAPES[4], (3, (5, 9, 7), (2, 4, 4), 2, 1, 16)], ids=_id)
 def test_flex_forward_and_backward_on_cuda_match_float64_reference(case, dtype):
     b, grid, window, stride, n, d = case
     layout = MultiScaleLayout.from_grid(grid, window, stride, min_scales=2)

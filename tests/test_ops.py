@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import DEVICE
 from tolerances import tol
 
 import atlas_vision.ops.windows as windows_module
@@ -270,12 +271,19 @@ def test_op_input_errors_are_clear():
         bottomup_attention(q, q, q, layout, 0)
 
 
-@pytest.mark.parametrize("backend", ["sdpa", "split"])
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "sdpa",
+        "split",
+        pytest.param("flex", marks=pytest.mark.skipif(DEVICE.type != "cuda", reason="flex has no CPU backward")),
+    ],
+)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_fast_paths_on_test_device_match_float64_reference(backend, dtype):
-    """On ``TORCH_DEVICE`` (CPU by default, ``TORCH_DEVICE=cuda`` on a GPU): forward and input gradients of both fast
-    backends in fp32 and bf16 against the fp64 reference on CPU, with the tolerance table's entries."""
-    from conftest import DEVICE
+    """On ``TORCH_DEVICE`` (CPU by default, ``TORCH_DEVICE=cuda`` on a GPU): forward and input gradients of the fast
+    backends (``flex`` on CUDA only) in fp32 and bf16 against the fp64 reference on CPU, with the tolerance table's
+    entries."""
 
     layout = MultiScaleLayout.from_grid((19, 26), 4, 2, min_scales=3)  # padded windows, 3+ scales
     b, n, d = 3, 2, 16

@@ -14,13 +14,18 @@ consider it), plus its rows in :mod:`atlas_vision.ops.tolerances` -- as ``flex``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from enum import Enum
 
 import torch
 
-from atlas_vision.ops.flex import flex_bottomup_attention, flex_topdown_attention, flex_unavailable
+from atlas_vision.ops.flex import (
+    FLEX_MIN_HEAD_DIM_CUDA,
+    flex_bottomup_attention,
+    flex_topdown_attention,
+    flex_unavailable,
+)
 from atlas_vision.ops.reference import reference_bottomup_attention, reference_topdown_attention
 from atlas_vision.ops.sdpa import sdpa_bottomup_attention, sdpa_topdown_attention
 from atlas_vision.ops.split import cpu_kernel_available, split_bottomup_attention, split_topdown_attention
@@ -94,6 +99,7 @@ class BackendSpec:
         dtypes: dtypes of q/k/v it runs.
         devices: device types it runs on (``"cpu"``, ``"cuda"``, ...); ``None`` = any.
         head_dims: head dims it runs; ``None`` = any.
+        min_head_dim: per device type, the smallest head dim it runs there (types not named: no minimum).
         autograd_devices: device types where it is differentiable; ``None`` = wherever it runs, empty = forward only.
         auto: whether ``Backend.AUTO`` should pick it for these inputs and pass (it is the fastest measured there).
         unavailable: a reason this torch build cannot run it at all (a missing op or module), or ``None``.
@@ -105,6 +111,7 @@ class BackendSpec:
     dtypes: frozenset[torch.dtype] = FLOAT_DTYPES
     devices: frozenset[str] | None = None
     head_dims: Collection[int] | None = None
+    min_head_dim: Mapping[str, int] = field(default_factory=dict)
     autograd_devices: frozenset[str] | None = None
     auto: Callable[[torch.Tensor, Pass], bool] = _never
     unavailable: Callable[[], str | None] = _available
@@ -141,6 +148,8 @@ class BackendSpec:
             reasons.append(f"dtype {q.dtype} not supported (supported: {sorted(str(t) for t in self.dtypes)})")
         if self.head_dims is not None and q.shape[-1] not in self.head_dims:
             reasons.append(f"head dim {q.shape[-1]} not supported (supported: {self.head_dims})")
+        if q.shape[-1] < self.min_head_dim.get(device, 0):
+            reasons.append(f"head dim {q.shape[-1]} too small on {device!r} (needs >= {self.min_head_dim[device]})")
         if needs_grad and self.autograd_devices is not None and device not in self.autograd_devices:
             where = sorted(self.autograd_devices) or "nowhere (forward only)"
             reasons.append(f"no backward on device {device!r} (differentiable on: {where})")
@@ -160,6 +169,7 @@ BACKENDS: tuple[BackendSpec, ...] = (
         Backend.FLEX,
         flex_topdown_attention,
         flex_bottomup_attention,
+        min_head_dim={"cuda": FLEX_MIN_HEAD_DIM_CUDA},
         autograd_devices=frozenset({"cuda"}),
         unavailable=flex_unavailable,
     ),

@@ -38,6 +38,10 @@ import torch
 from atlas_vision.ops.layout import MultiScaleLayout
 from atlas_vision.ops.windows import from_windows, to_windows, window_validity
 
+#: Smallest head dim FlexAttention's Triton kernels take ("NYI: embedding dimension ... must be at least 16",
+#: torch/_inductor/kernel/flex/flex_attention.py, torch 2.14.1); the CPU path has no minimum.
+FLEX_MIN_HEAD_DIM_CUDA = 16
+
 #: Most block masks kept at once (each holds O(num_blocks^2) ints; a new image size adds one per pass and scale).
 BLOCK_MASK_CACHE_SIZE = 64
 
