@@ -74,7 +74,7 @@ def test_smoke_plan_runs_every_item_kind_in_process(tmp_path: Path) -> None:
     rows_path = tmp_path / "rows.jsonl"
     items = [
         *build_plan("contract", ("sdpa", "split", "flex"), smoke=True, dtype="bf16"),
-        *build_plan("train", ("sdpa", "flex"), smoke=True, dtype="bf16")[:2],
+        *[i for i in build_plan("train", ("sdpa", "flex"), smoke=True, dtype="bf16") if i["backend"]],
         build_plan("large", ("sdpa",), smoke=True, dtype="bf16")[-1],
     ]
     run_phase({"phase": "smoke", "device": "cpu", "deadline_s": 600, "items": items}, rows_path)
@@ -111,3 +111,20 @@ def test_items_skip_when_the_budget_is_spent(tmp_path: Path) -> None:
     run_phase({"phase": "train", "device": "cpu", "deadline_s": 5, "items": [item]}, rows)
     (row,) = [json.loads(line) for line in rows.read_text().splitlines()]
     assert row["status"].startswith("skipped: time budget spent"), row
+
+
+def test_train_plan_measures_the_comparison_first():
+    """A budget cut drops the least important rows: at each size Atlas with the first backend and the baselines
+    come before the other backends' rows (split, then flex, which compiles)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from gpu_suite import BASELINES, build_plan
+
+    plan = build_plan("train", ("sdpa", "split", "flex"), smoke=False, dtype="bf16")
+    order = [(i["model"], i["img"], i["backend"]) for i in plan]
+    sizes = [(m, img) for m, img, b in order if b == "sdpa"]
+    assert sizes == [("atlas_base", 1024), ("atlas_small", 2048), ("atlas_small", 4096)], order
+    expected_head = []
+    for m, img in sizes:
+        expected_head += [(m, img, "sdpa"), *((b, img, "") for b in BASELINES)]
+    assert order[: len(expected_head)] == expected_head, order
+    assert [b for _, _, b in order[len(expected_head) :]] == ["split"] * 3 + ["flex"] * 3, order
