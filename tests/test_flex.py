@@ -184,3 +184,21 @@ def test_compiled_flex_stays_compiled_over_many_image_sizes(monkeypatch):
     assert graphs <= flex.RECOMPILE_LIMIT, graphs
     flex.clear_block_mask_cache()
     torch._dynamo.reset()
+
+
+def test_block_masks_built_under_inference_mode_hold_normal_tensors():
+    """An evaluation pass under ``torch.inference_mode()`` that builds a mask must not leave inference tensors in the
+    cache: FlexAttention saves the mask's tensors for backward in a later training step at the same size."""
+    flex.clear_block_mask_cache()
+    layout = MultiScaleLayout.from_grid((10, 7), 4, 2)
+    q = torch.randn(1, *layout[0].grid, 2, 8)
+    coarse = torch.randn(1, *layout[1].grid, 2, 8)
+    with torch.inference_mode():
+        topdown_attention(q, [q, coarse], [q, coarse], layout, 0, backend="flex")
+        bottomup_attention(coarse, q, q, layout, 1, backend="flex")
+    assert flex.block_mask_cache_len() == 2
+    for mask in flex._block_masks.values():
+        tensors = [t for t in mask.as_tuple() if isinstance(t, torch.Tensor)]
+        tensors += [c.cell_contents for c in mask.mask_mod.__closure__ if isinstance(c.cell_contents, torch.Tensor)]
+        assert len(tensors) > 4 and not any(t.is_inference() for t in tensors)
+    flex.clear_block_mask_cache()

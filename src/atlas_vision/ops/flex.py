@@ -113,10 +113,17 @@ def clear_block_mask_cache() -> None:
 
 
 def _cached_block_mask(key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    """The cached mask for ``key``, else ``build()`` cached.
+
+    Built outside inference mode: FlexAttention saves the mask's tensors for backward, and a mask first built
+    under ``torch.inference_mode()`` (an evaluation pass) would hold inference tensors that a later training
+    step at the same size cannot save ("Inference tensors cannot be saved for backward").
+    """
     if key in _block_masks:
         _block_masks.move_to_end(key)
         return _block_masks[key]
-    mask = build()
+    with torch.inference_mode(False):
+        mask = build()
     _block_masks[key] = mask
     while len(_block_masks) > BLOCK_MASK_CACHE_SIZE:
         _block_masks.popitem(last=False)
