@@ -296,3 +296,31 @@ def test_interrupted_training_stops_the_benchmark_without_a_row(tmp_path: Path, 
     partial = read_csv(out / "rows.partial.csv")
     accuracy = [r for r in partial if r["measure"] == "accuracy"]
     assert [r["seed"] for r in accuracy] == ["0"] and not (out / "mixers.csv").exists()
+
+
+def test_train_step_measurement_halves_the_batch_on_out_of_memory():
+    """An out-of-memory step is retried at half the batch until it fits; the result names the batch that ran."""
+    from torch import nn
+
+    from atlas_vision.bench.speed import measure_train_step
+
+    class FitsTwo(nn.Module):  # stands in for a model whose activations fit 2 images
+        def __init__(self):
+            super().__init__()
+            self.head = nn.Linear(3, 4)
+
+        def forward(self, x):
+            if x.shape[0] > 2:
+                raise torch.OutOfMemoryError(f"out of memory: batch {x.shape[0]}")
+            return self.head(x.mean(dim=(2, 3)))
+
+    result = measure_train_step(FitsTwo, (8, 8), 3, 4, 8, torch.device("cpu"), "fp32", 0, 1)
+    assert result.status == "ok" and result.batch == 2, result
+    assert result.images_per_s > 0
+
+    class NeverFits(FitsTwo):
+        def forward(self, x):
+            raise torch.OutOfMemoryError("out of memory")
+
+    result = measure_train_step(NeverFits, (8, 8), 3, 4, 4, torch.device("cpu"), "fp32", 0, 1)
+    assert result.status == "oom" and result.batch == 0, result

@@ -168,12 +168,13 @@ def measure_train_step(
         except (RuntimeError, MemoryError) as err:
             if not is_out_of_memory(err):
                 raise
-            del images, labels, run
-            optimizer.zero_grad(set_to_none=True)
-            _free(device)
-            batch //= 2
-            continue
-        return StepResult(
-            batch, timing.median_ms, batch / (timing.median_ms / 1e3), memory.peak_mb, memory.method, "ok"
-        )
+        else:
+            return StepResult(
+                batch, timing.median_ms, batch / (timing.median_ms / 1e3), memory.peak_mb, memory.method, "ok"
+            )
+        # freed here, after the handler: until then the error's traceback holds the failed step's tensors
+        del images, labels, run
+        optimizer.zero_grad(set_to_none=True)
+        _free(device)
+        batch //= 2
     return StepResult(0, None, None, None, "", "oom")
