@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -152,22 +153,43 @@ def _child_env(device: str) -> dict[str, str]:
 
 
 def run_tests_phase(out: Path, device: str, smoke: bool, timeout_s: float) -> list[dict[str, Any]]:
-    """The CUDA test subset (:data:`CUDA_TESTS`, ``-k`` :data:`CUDA_TESTS_SELECT`); in smoke mode only collected."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CUDA_TESTS, "-k", CUDA_TESTS_SELECT]
+    """The CUDA test subset (:data:`CUDA_TESTS`, ``-k`` :data:`CUDA_TESTS_SELECT`); in smoke mode only collected.
+
+    Verbose, so a run killed at its deadline (the first flex calls compile kernels) still reports the tests that
+    finished; the full output is ``OUT_DIR/tests.log``.
+    """
+    cmd = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", *CUDA_TESTS, "-k", CUDA_TESTS_SELECT]
     if smoke:
         cmd.append("--collect-only")
     start = time.monotonic()
     status = _run_child(cmd, timeout_s, out / "tests.log", _child_env(device))
-    summary = (out / "tests.log").read_text().strip().splitlines()[-1:] or [""]
+    log = (out / "tests.log").read_text()
+    last = log.strip().splitlines()[-1:] or [""]
     return [
         {
             "phase": "tests",
             "kind": "pytest-collect" if smoke else "pytest",
             "model": f"{' '.join(CUDA_TESTS)} -k '{CUDA_TESTS_SELECT}'",
-            "status": f"{status}: {summary[0][:200]}",
+            "status": f"{status}: {last[0][:200] if smoke else pytest_outcomes(log)}",
             "wall_s": round(time.monotonic() - start, 2),
         }
     ]
+
+
+def pytest_outcomes(log: str) -> str:
+    """``"N passed, M failed, ..."`` counted from the per-test lines of ``pytest -v`` output (so it also works for
+    a run killed before pytest's own summary line), with the first failing tests named."""
+    counts: dict[str, int] = {}
+    failed = []
+    for line in log.splitlines():
+        found = re.search(r"\s(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\b", line) if "::" in line else None
+        if found and not line.startswith(("FAILED ", "ERROR ")):  # not the short summary's repeats
+            outcome = found.group(1).lower()
+            counts[outcome] = counts.get(outcome, 0) + 1
+            if outcome in ("failed", "error"):
+                failed.append(line[: found.start()].strip())
+    text = ", ".join(f"{n} {k}" for k, n in counts.items()) or "no test finished"
+    return text + (f" ({'; '.join(failed[:3])})" if failed else "")
 
 
 def run_items_phase(

@@ -128,3 +128,22 @@ def test_train_plan_measures_the_comparison_first():
         expected_head += [(m, img, "sdpa"), *((b, img, "") for b in BASELINES)]
     assert order[: len(expected_head)] == expected_head, order
     assert [b for _, _, b in order[len(expected_head) :]] == ["split"] * 3 + ["flex"] * 3, order
+
+
+def test_pytest_outcomes_count_a_killed_verbose_run():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from gpu_suite import pytest_outcomes
+
+    log = """============================= test session starts ==============================
+tests/test_ops.py::test_fast_paths_on_test_device_match_float64_reference[torch.float32-sdpa] PASSED [  8%]
+tests/test_ops.py::test_fast_paths_on_test_device_match_float64_reference[torch.float32-flex] FAILED [ 16%]
+tests/test_flex.py::test_flex_forward_and_backward_on_cuda_match_float64_reference[B3-5x9x7-k(2, 4, 4)-s2-h1-d16-torch.float32] PASSED [ 25%]
+tests/test_flex.py::test_flex_forward_and_backward_on_cuda_match_float64_reference[B1-19x26-k4-s2-h2-d16-torch.bfloat16] SKIPPED (x) [ 33%]
+"""
+    assert pytest_outcomes(log) == (
+        "2 passed, 1 failed, 1 skipped "
+        "(tests/test_ops.py::test_fast_paths_on_test_device_match_float64_reference[torch.float32-flex])"
+    )
+    summary = log + "FAILED tests/test_ops.py::test_x - AssertionError\n=== 1 failed, 2 passed in 3.0s ===\n"
+    assert pytest_outcomes(summary).startswith("2 passed, 1 failed, 1 skipped")
+    assert pytest_outcomes("collected 0 items\n") == "no test finished"
