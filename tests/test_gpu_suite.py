@@ -147,3 +147,29 @@ tests/test_flex.py::test_flex_forward_and_backward_on_cuda_match_float64_referen
     summary = log + "FAILED tests/test_ops.py::test_x - AssertionError\n=== 1 failed, 2 passed in 3.0s ===\n"
     assert pytest_outcomes(summary).startswith("2 passed, 1 failed, 1 skipped")
     assert pytest_outcomes("collected 0 items\n") == "no test finished"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_device_wrapper_returns_at_most_eight_files(tmp_path: Path) -> None:
+    """``benchmarks/gpu_suite_device.sh`` (the one call on a lent GPU machine) leaves the summary, the CSVs, the
+    device description and one archive in ``$OUT``: the device tool returns at most 8 files."""
+    import os
+    import tarfile
+
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_suite_device.sh"), "--device", "cpu", "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=580,
+        check=False,
+        env={**os.environ, "OUT": str(out), "PYTHON": sys.executable},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) <= 8 and {"summary.md", "train.csv", "gpu_suite.tgz", "device.txt"} <= set(names), names
+    with tarfile.open(out / "gpu_suite.tgz") as archive:
+        members = archive.getnames()
+    assert "gpu_suite/summary.md" in members and "gpu_suite/suite.log" in members, members

@@ -97,8 +97,9 @@ def _compiled_call(fn: Callable[..., Any], backend: str, *args: Any, **kwargs: A
     key = (fn.__name__, backend)
     if key not in _compiled:
         _compiled[key] = torch.compile(fn, backend=backend)
-    limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
-    with torch._dynamo.config.patch(recompile_limit=limit):
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # its name before 2.6
+    with config.patch(**{name: max(getattr(config, name), RECOMPILE_LIMIT)}):
         return _compiled[key](*args, **kwargs)
 
 
