@@ -173,3 +173,33 @@ def test_device_wrapper_returns_at_most_eight_files(tmp_path: Path) -> None:
     with tarfile.open(out / "gpu_suite.tgz") as archive:
         members = archive.getnames()
     assert "gpu_suite/summary.md" in members and "gpu_suite/suite.log" in members, members
+
+
+def test_device_wrapper_stops_at_once_on_a_too_old_timm_without_a_carried_wheel(tmp_path: Path) -> None:
+    """On an image whose timm is older than atlas-vision's floor and with no wheel carried, the wrapper exits 3 with
+    a message that says what to carry, before any phase runs (and spends the lent machine's minutes)."""
+    import os
+
+    fake = tmp_path / "site" / "timm"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('__version__ = "1.0.15"\n')
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_suite_device.sh"), "--device", "cpu", "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={
+            **os.environ,
+            "OUT": str(out),
+            "PYTHON": sys.executable,
+            "PYTHONPATH": str(tmp_path / "site"),
+            "GPU_SUITE_WHEELS": str(tmp_path / "no_wheels"),
+        },
+    )
+    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "found timm 1.0.15" in proc.stdout + proc.stderr
+    assert "carry .whl" in proc.stdout
+    assert not (out / "summary.md").exists()

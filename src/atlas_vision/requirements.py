@@ -1,0 +1,38 @@
+"""The oldest timm atlas-vision runs on, checked once when the model layers are imported.
+
+Two things set the floor (each tried on 2026-12-04 against PyPI's releases 1.0.12–1.0.31):
+
+* every Atlas module takes timm's factory arguments (``device=``, ``dtype=``, as timm's own models do) and hands them
+  to ``timm.layers.LayerNorm2d`` and ``timm.layers.Mlp``: ``LayerNorm2d`` takes them in 1.0.19 but not 1.0.15,
+  ``Mlp`` in 1.0.21 but not 1.0.20, neither in 1.0.12 (the floor this project declared before);
+* :func:`atlas_vision.hub.save_hub` records the preprocessing through ``save_config_for_hf(..., data_config=...)``,
+  which timm has from 1.0.31 (1.0.21–1.0.30 have neither the argument nor the input-config resolution behind it).
+
+An older timm, which pip's resolver refuses but an image with timm preinstalled may carry, would otherwise fail deep
+inside model construction (``TypeError: ... unexpected keyword argument 'device'``) or at the first save. The pin in
+``pyproject.toml`` says the same (``tests/test_requirements.py`` keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import re
+
+MIN_TIMM = (1, 0, 31)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``"1.0.31.dev0"`` -> ``(1, 0, 31)``: the leading dotted integers of a version string."""
+    match = re.match(r"\d+(?:\.\d+)*", version)
+    if match is None:
+        raise ValueError(f"cannot read a release number from timm version {version!r}")
+    return tuple(int(part) for part in match.group().split("."))
+
+
+def check_timm_version(version: str) -> None:
+    """Raise ``ImportError`` naming ``version`` and the minimum when this timm is too old for atlas-vision."""
+    if _release(version) < MIN_TIMM:
+        minimum = ".".join(map(str, MIN_TIMM))
+        raise ImportError(
+            f"atlas-vision needs timm >= {minimum} (layers built with device=/dtype=, hub configs with data_config=); "
+            f"found timm {version}. Upgrade it: pip install -U 'timm>={minimum}'"
+        )
