@@ -212,6 +212,11 @@ class _SegmentMergeAttention(torch.autograd.Function):
             )  # [B*n*g, 1, G*T, d], [B*n*g, 1, G*T]
             out, lse = _merge(out, lse, o.view(q.shape), lse_o.view(q.shape[:-1]))
         out = out.to(q.dtype)  # the kernels' lse stays fp32 (their own convention for low-precision inputs)
+        if torch.compiler.is_compiling():
+            # torch 2.11's dynamo returned wrong gradients through this Function (errors ~1, forward exact) unless
+            # the output it saves and returns is a fresh copy; 2.14 does not need it, and eager never pays for it.
+            # tests/test_ops.py::test_compiled_fast_paths_match_eager_forward_and_backward fails on 2.11 without it.
+            out = out.clone()
         ctx.segments, ctx.softmax_scale, ctx.masks = segments, softmax_scale, masks
         ctx.save_for_backward(q, out, lse, *kv)
         return out
