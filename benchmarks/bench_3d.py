@@ -57,7 +57,7 @@ def _block_child(spec: dict) -> dict:
             t.grad = None
 
     base = _rss_mb()
-    times = _time(step, spec["warmup"], spec["iters"], torch.device("cpu"))
+    times, _ = _time(step, spec["warmup"], spec["iters"], torch.device("cpu"))
     return {
         "ms_median": round(statistics.median(times), 1),
         "ms_min": round(min(times), 1),

@@ -41,9 +41,14 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _time(step, warmup: int, iters: int, device: torch.device) -> list[float]:
-    for _ in range(warmup):
+def _time(step, warmup: int, iters: int, device: torch.device) -> tuple[list[float], float]:
+    """Milliseconds of each timed call, and of the first warm-up call (which includes a compile)."""
+    first_ms = float("nan")
+    for index in range(warmup):
+        start = time.perf_counter()
         step()
+        if index == 0:
+            first_ms = (time.perf_counter() - start) * 1000
     times = []
     for _ in range(iters):
         if device.type == "cuda":
@@ -53,7 +58,7 @@ def _time(step, warmup: int, iters: int, device: torch.device) -> list[float]:
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append((time.perf_counter() - start) * 1000)
-    return times
+    return times, first_ms
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -176,6 +181,8 @@ def child(spec: dict) -> dict:
         x = torch.randn(spec["batch"], 3, spec["res"], spec["res"], device=device)
         if spec.get("channels_last"):  # timm's `train.py --channels-last`: weights and input NHWC
             model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        if spec.get("compile"):  # inductor, compiled on the first (warm-up) call
+            model = torch.compile(model)
 
         def step():
             with autocast:
@@ -220,15 +227,24 @@ def child(spec: dict) -> dict:
         base = _rss_mb()
     context = torch.enable_grad() if train else torch.no_grad()
     with context:
-        times = _time(step, spec["warmup"], spec["iters"], device)
+        times, first_ms = _time(step, spec["warmup"], spec["iters"], device)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else _peak_rss_mb()) - base
     return {
         "ms_median": statistics.median(times),
         "ms_min": min(times),
+        "ms_first_warmup": round(first_ms, 1),
         "peak_mem_mb": round(peak, 1),
         "iters": len(times),
         **({"output_dtype": ",".join(sorted(output_dtypes))} if output_dtypes else {}),
+        **({"compiled_graphs": _compiled_graph_count()} if spec.get("compile") else {}),
     }
+
+
+def _compiled_graph_count() -> int:
+    """Graphs dynamo compiled in this process: 0 would mean --compile timed eager code."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -267,6 +283,7 @@ def plan(what: str, args) -> list[dict]:
         "cpu_allocator": args.cpu_allocator,
         "cpu_precision": args.cpu_precision,
         "channels_last": args.channels_last,
+        "compile": args.compile,
     }
     specs = []
     if what == "models":
@@ -351,7 +368,15 @@ def main() -> int:
         action="store_true",
         help="models: weights and input in channels-last memory format (timm's train.py --channels-last)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="models: every model alike through torch.compile (inductor); the first warm-up call compiles "
+        "(its time is the ms_first_warmup column), so use --warmup >= 1",
+    )
     args = parser.parse_args()
+    if args.compile and args.warmup < 1:
+        parser.error(f"--compile needs --warmup >= 1 (the compile happens in the first call), got {args.warmup}")
 
     meta = {
         "device": args.device
