@@ -1,4 +1,4 @@
-"""The timm floor: a clear error for a timm too old for the layers, and the same floor as pyproject.toml's pin."""
+"""The timm floor: a clear error for a timm too old for the layers, and the same floors as pyproject.toml's pins."""
 
 import re
 from pathlib import Path
@@ -8,7 +8,7 @@ import timm
 import torch
 from timm.layers import LayerNorm2d, Mlp
 
-from atlas_vision.requirements import MIN_TIMM, check_timm_version
+from atlas_vision.requirements import MIN_TIMM, MIN_TORCH, check_timm_version
 
 
 @pytest.mark.parametrize("version", ["1.0.12", "1.0.21", "1.0.30", "0.9.16", "1.0.30.post1"])
@@ -47,3 +47,12 @@ def test_pyproject_pins_the_same_floor():
     pinned = re.search(r'"timm>=([\d.]+)"', pyproject)
     assert pinned is not None, "pyproject.toml has no timm>= pin"
     assert tuple(int(p) for p in pinned.group(1).split(".")) == MIN_TIMM
+
+
+def test_pyproject_pins_the_torch_floor_the_suite_was_run_on():
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    pinned = re.search(r'"torch>=([\d.]+)"', pyproject)
+    assert pinned is not None, "pyproject.toml has no torch>= pin"
+    assert tuple(int(p) for p in pinned.group(1).split(".")) == MIN_TORCH
+    installed = tuple(int(p) for p in re.match(r"\d+\.\d+", torch.__version__).group().split("."))
+    assert installed >= MIN_TORCH

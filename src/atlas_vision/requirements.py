@@ -1,4 +1,4 @@
-"""The oldest timm atlas-vision runs on, checked once when the model layers are imported.
+"""The oldest timm atlas-vision runs on, checked once when the model layers are imported; the oldest torch.
 
 Two things set the floor (each tried on 2026-12-04 against PyPI's releases 1.0.12–1.0.31):
 
@@ -11,6 +11,14 @@ Two things set the floor (each tried on 2026-12-04 against PyPI's releases 1.0.1
 An older timm, which pip's resolver refuses but an image with timm preinstalled may carry, would otherwise fail deep
 inside model construction (``TypeError: ... unexpected keyword argument 'device'``) or at the first save. The pin in
 ``pyproject.toml`` says the same (``tests/test_requirements.py`` keeps the two equal).
+
+The torch floor, :data:`MIN_TORCH`, is the oldest release on which the whole default test suite passed, each run on
+2026-12-04 on the 2-core CPU machine with timm 1.0.31 and every extra installed (PyPI's CUDA wheels running on CPU):
+2.14.1 and 2.11.0 pass; 2.8.0 passes (1151 passed, 10 skipped) once :attr:`atlas_vision.ops.dispatch.BackendSpec.passes` built
+its frozenset from a list (its dynamo could not build one from a generator inside a compiled model); 2.6.0 fails 6
+tests and 3 fixtures (``torch.export`` of the model, ``torch.compile(fullgraph=True)``, four FlexAttention tests);
+2.4.1 fails 27 and 3 (no FlexAttention at all, the same compile and export failures, and the two-rank ``torchrun``
+test hangs). pip enforces it, so it is not checked at import; an older torch still runs the eager model.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import re
 
 MIN_TIMM = (1, 0, 31)
+MIN_TORCH = (2, 8)
 
 
 def _release(version: str) -> tuple[int, ...]:

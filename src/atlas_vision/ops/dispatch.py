@@ -119,7 +119,8 @@ class BackendSpec:
     @property
     def passes(self) -> frozenset[Pass]:
         """The passes it implements."""
-        return frozenset(p for p, fn in ((Pass.TOP_DOWN, self.topdown), (Pass.BOTTOM_UP, self.bottomup)) if fn)
+        # a list, not a generator: torch 2.8's dynamo cannot build a frozenset from a generator inside a compiled model
+        return frozenset([p for p, fn in ((Pass.TOP_DOWN, self.topdown), (Pass.BOTTOM_UP, self.bottomup)) if fn])
 
     def implementation(self, pass_: Pass) -> Callable[..., torch.Tensor]:
         fn = self.topdown if pass_ is Pass.TOP_DOWN else self.bottomup
