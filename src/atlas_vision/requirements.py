@@ -18,7 +18,8 @@ The torch floor, :data:`MIN_TORCH`, is the oldest release on which the whole def
 :attr:`atlas_vision.ops.dispatch.BackendSpec.passes` built its frozenset from a list (its dynamo could not build one
 from a generator inside a compiled model); 2.6.0 fails 6 tests and 3 fixtures (``torch.export`` of the model,
 ``torch.compile(fullgraph=True)``, four FlexAttention tests); 2.4.1 fails 27 and 3 (no FlexAttention at all, the same
-compile and export failures, and the two-rank ``torchrun`` test hangs). pip enforces it, so it is not checked at import; an older torch still runs the eager model.
+compile and export failures, and the two-rank ``torchrun`` test hangs). pip enforces it, so it is not checked at
+import; an older torch still runs the eager model.
 """
 
 from __future__ import annotations
