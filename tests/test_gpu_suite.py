@@ -149,24 +149,30 @@ tests/test_flex.py::test_flex_forward_and_backward_on_cuda_match_float64_referen
     assert pytest_outcomes("collected 0 items\n") == "no test finished"
 
 
+def _run_device_wrapper(out: Path, env: dict[str, str], timeout: int) -> subprocess.CompletedProcess[str]:
+    """``OUT=out bash benchmarks/gpu_suite_device.sh --device cpu --smoke`` with this interpreter and ``env`` added."""
+    import os
+
+    out.mkdir()
+    return subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_suite_device.sh"), "--device", "cpu", "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "OUT": str(out), "PYTHON": sys.executable, **env},
+    )
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_device_wrapper_returns_at_most_eight_files(tmp_path: Path) -> None:
     """``benchmarks/gpu_suite_device.sh`` (the one call on a lent GPU machine) leaves the summary, the CSVs, the
     device description and one archive in ``$OUT``: the device tool returns at most 8 files."""
-    import os
     import tarfile
 
     out = tmp_path / "out"
-    out.mkdir()
-    proc = subprocess.run(
-        ["bash", str(REPO / "benchmarks" / "gpu_suite_device.sh"), "--device", "cpu", "--smoke"],
-        capture_output=True,
-        text=True,
-        timeout=580,
-        check=False,
-        env={**os.environ, "OUT": str(out), "PYTHON": sys.executable},
-    )
+    proc = _run_device_wrapper(out, {}, timeout=580)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     names = sorted(p.name for p in out.iterdir())
     assert len(names) <= 8 and {"summary.md", "train.csv", "gpu_suite.tgz", "device.txt"} <= set(names), names
@@ -178,27 +184,12 @@ def test_device_wrapper_returns_at_most_eight_files(tmp_path: Path) -> None:
 def test_device_wrapper_stops_at_once_on_a_too_old_timm_without_a_carried_wheel(tmp_path: Path) -> None:
     """On an image whose timm is older than atlas-vision's floor and with no wheel carried, the wrapper exits 3 with
     a message that says what to carry, before any phase runs (and spends the lent machine's minutes)."""
-    import os
-
     fake = tmp_path / "site" / "timm"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text('__version__ = "1.0.15"\n')
     out = tmp_path / "out"
-    out.mkdir()
-    proc = subprocess.run(
-        ["bash", str(REPO / "benchmarks" / "gpu_suite_device.sh"), "--device", "cpu", "--smoke"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={
-            **os.environ,
-            "OUT": str(out),
-            "PYTHON": sys.executable,
-            "PYTHONPATH": str(tmp_path / "site"),
-            "GPU_SUITE_WHEELS": str(tmp_path / "no_wheels"),
-        },
-    )
+    env = {"PYTHONPATH": str(tmp_path / "site"), "GPU_SUITE_WHEELS": str(tmp_path / "no_wheels")}
+    proc = _run_device_wrapper(out, env, timeout=120)
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "found timm 1.0.15" in proc.stdout + proc.stderr
     assert "carry .whl" in proc.stdout
