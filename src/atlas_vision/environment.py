@@ -47,18 +47,29 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def cpu_has_bf16_matrix_units(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> bool:
-    """Whether the CPU advertises Intel AMX bf16 tiles (``amx_bf16`` in ``/proc/cpuinfo``'s flags): on such a CPU
-    oneDNN runs bf16 matrix products ~3x faster than fp32 (and bf16 autocast is worth trying), while on CPUs without
-    them bf16 can be hundreds of times slower than fp32. ``False`` where the flags cannot be read."""
+#: CPU flags whose bf16 instructions made a bf16-autocast training step faster than fp32, with what was measured
+#: (``docs/benchmarks.md`` section 8: Atlas-B, 1024 px, batch 1, 2 threads). Without either flag oneDNN emulates
+#: bf16 and it can be hundreds of times slower than fp32.
+FAST_BF16_FLAGS: dict[str, str] = {
+    "amx_bf16": "AMX bf16 tiles, where `run.precision bf16` ran an atlas_base training step at 1024 px 3.7x faster "
+    "than fp32 (Intel Xeon, 2026-12-03)",
+    "avx512_bf16": "AVX512-BF16 instructions, where `run.precision bf16` ran an atlas_base training step at 1024 px "
+    "1.96x faster than fp32 (AMD EPYC Zen 4, 2026-12-04)",
+}
+
+
+def cpu_fast_bf16(cpuinfo: str | os.PathLike[str] = "/proc/cpuinfo") -> str | None:
+    """What makes bf16 autocast worth trying on this CPU (a :data:`FAST_BF16_FLAGS` description, AMX first), or
+    ``None`` where ``/proc/cpuinfo``'s flags name neither unit or cannot be read."""
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("flags") and ":" in line:
-                    return "amx_bf16" in line.split(":", 1)[1].split()
+                    flags = set(line.split(":", 1)[1].split())
+                    return next((why for flag, why in FAST_BF16_FLAGS.items() if flag in flags), None)
     except OSError:
         pass
-    return False
+    return None
 
 
 def device_name(device: torch.device) -> str:

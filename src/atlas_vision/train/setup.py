@@ -20,7 +20,7 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from atlas_vision.data import Datasets, build_datasets
-from atlas_vision.environment import cpu_has_bf16_matrix_units, env_metadata
+from atlas_vision.environment import cpu_fast_bf16, env_metadata
 from atlas_vision.train.checkpoint import find_checkpoint, read_meta, run_dir_of
 from atlas_vision.train.config import TrainConfig, accumulation_steps
 from atlas_vision.train.config_io import dump_yaml
@@ -247,11 +247,9 @@ def build_run(cfg: TrainConfig, ctx: DistContext) -> RunSetup:
 def _build(cfg: TrainConfig, ctx: DistContext, run_dir: RunDir, claim: RunDirClaim | None) -> RunSetup:
     layout = BatchLayout(ctx.world_size, cfg.optim.batch_size, accumulation_steps(cfg.optim, ctx.world_size))
     precision = resolve_precision(cfg.run.precision, ctx.device)
-    if cfg.run.precision == "auto" and ctx.device.type == "cpu" and cpu_has_bf16_matrix_units():
-        log.info(
-            "run.precision auto: fp32 on CPU; this CPU has AMX bf16 units, where `run.precision bf16` (autocast) ran "
-            "an atlas_base training step at 1024 px 3.7x faster than fp32 (docs/benchmarks.md section 8)"
-        )
+    fast_bf16 = cpu_fast_bf16() if cfg.run.precision == "auto" and ctx.device.type == "cpu" else None
+    if fast_bf16 is not None:
+        log.info("run.precision auto: fp32 on CPU; this CPU has %s (docs/benchmarks.md section 8)", fast_bf16)
     if cfg.optim.mixing and cfg.optim.batch_size % 2:
         raise ValueError(
             f"config key 'optim.batch_size': mixup/cutmix need an even micro-batch, got {cfg.optim.batch_size}"
