@@ -8,7 +8,7 @@ import timm
 import torch
 from timm.layers import LayerNorm2d, Mlp
 
-from atlas_vision.requirements import MIN_TIMM, MIN_TORCH, check_timm_version
+from atlas_vision.requirements import MIN_TIMM, MIN_TORCH, _release, check_timm_version
 
 
 @pytest.mark.parametrize("version", ["1.0.12", "1.0.21", "1.0.30", "0.9.16", "1.0.30.post1"])
@@ -42,17 +42,18 @@ def test_the_installed_timm_records_a_data_config_in_hub_configs():
     assert "data_config" in inspect.signature(save_config_for_hf).parameters
 
 
-def test_pyproject_pins_the_same_floor():
+def _pinned_floor(package: str) -> tuple[int, ...]:
+    """The release in pyproject.toml's ``"<package>>=X.Y[.Z]"`` dependency."""
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
-    pinned = re.search(r'"timm>=([\d.]+)"', pyproject)
-    assert pinned is not None, "pyproject.toml has no timm>= pin"
-    assert tuple(int(p) for p in pinned.group(1).split(".")) == MIN_TIMM
+    pinned = re.search(rf'"{package}>=([\d.]+)"', pyproject)
+    assert pinned is not None, f"pyproject.toml has no {package}>= pin"
+    return _release(pinned.group(1))
+
+
+def test_pyproject_pins_the_same_floor():
+    assert _pinned_floor("timm") == MIN_TIMM
 
 
 def test_pyproject_pins_the_torch_floor_the_suite_was_run_on():
-    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
-    pinned = re.search(r'"torch>=([\d.]+)"', pyproject)
-    assert pinned is not None, "pyproject.toml has no torch>= pin"
-    assert tuple(int(p) for p in pinned.group(1).split(".")) == MIN_TORCH
-    installed = tuple(int(p) for p in re.match(r"\d+\.\d+", torch.__version__).group().split("."))
-    assert installed >= MIN_TORCH
+    assert _pinned_floor("torch") == MIN_TORCH
+    assert _release(torch.__version__) >= MIN_TORCH

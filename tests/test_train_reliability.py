@@ -344,3 +344,20 @@ def test_resume_of_a_run_whose_checkpoints_are_damaged_is_one_line(
     assert cli_train.main(["--resume", str(run), "--epochs", "3"]) == 2
     line = _one_error_line(capsys)
     assert "checkpoint" in line and str(run) in line, line
+
+
+@pytest.mark.parametrize("fast_bf16", ["AVX512-BF16 instructions, measured", None])
+def test_auto_precision_on_cpu_names_the_fast_bf16_unit_it_found(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, fast_bf16: str | None
+) -> None:
+    from atlas_vision.train import setup
+
+    monkeypatch.setattr(setup, "cpu_fast_bf16", lambda: fast_bf16)
+    with caplog.at_level(logging.INFO, logger="atlas_vision.train"):
+        run_training(tiny_config(tmp_path / "run", schedule={"epochs": 1}))
+    hints = [r.getMessage() for r in caplog.records if "run.precision auto: fp32 on CPU" in r.getMessage()]
+    assert hints == (
+        []
+        if fast_bf16 is None
+        else [f"run.precision auto: fp32 on CPU; this CPU has {fast_bf16} (docs/benchmarks.md section 8)"]
+    )
