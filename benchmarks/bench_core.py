@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from atlas_vision.environment import device_name
+from atlas_vision.layers.conv3x3 import ALGORITHMS as CONV3X3_ALGORITHMS
+from atlas_vision.layers.conv3x3 import conv3x3_cpu_algorithm
 
 
 def _rss_mb() -> float:
@@ -226,7 +228,7 @@ def child(spec: dict) -> dict:
     else:
         base = _rss_mb()
     context = torch.enable_grad() if train else torch.no_grad()
-    with context:
+    with context, conv3x3_cpu_algorithm(spec.get("conv3x3", "winograd")):  # only Atlas's stem has Conv3x3 layers
         times, first_ms = _time(step, spec["warmup"], spec["iters"], device)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else _peak_rss_mb()) - base
     return {
@@ -284,6 +286,7 @@ def plan(what: str, args) -> list[dict]:
         "cpu_precision": args.cpu_precision,
         "channels_last": args.channels_last,
         "compile": args.compile,
+        "conv3x3": args.conv3x3,
     }
     specs = []
     if what == "models":
@@ -373,6 +376,13 @@ def main() -> int:
         action="store_true",
         help="models: every model alike through torch.compile (inductor); the first warm-up call compiles "
         "(its time is the ms_first_warmup column), so use --warmup >= 1",
+    )
+    parser.add_argument(
+        "--conv3x3",
+        choices=list(CONV3X3_ALGORITHMS),
+        default="winograd",
+        help="the CPU algorithm of Atlas's stem 3x3 convs (atlas_vision.layers.conv3x3): winograd (default) or "
+        "direct (oneDNN forward/input gradient, nine-GEMM weight gradient); other models have no Conv3x3 layers",
     )
     args = parser.parse_args()
     if args.compile and args.warmup < 1:

@@ -1,4 +1,4 @@
-"""``Conv3x3``'s CPU weight-gradient fast path against PyTorch's convolution, forward and backward, awkward shapes."""
+"""``Conv3x3``'s CPU fast paths (Winograd, direct) against PyTorch's convolution, forward and backward, awkward shapes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from atlas_vision.layers.conv3x3 import Conv3x3, conv3x3_weight_gradient
+from atlas_vision.layers import conv3x3 as conv3x3_module
+from atlas_vision.layers.conv3x3 import Conv3x3, conv3x3_cpu_algorithm, conv3x3_weight_gradient
 
 SHAPES = [  # (batch, in_channels, out_channels, height, width)
     (1, 5, 4, 7, 11),
@@ -29,10 +30,11 @@ def test_weight_gradient_equals_torch_float64(shape):
     torch.testing.assert_close(conv3x3_weight_gradient(grad, x), expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("algorithm", ["winograd", "direct"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", SHAPES)
-def test_module_forward_and_backward_equal_nn_conv2d(shape, bias, dtype):
+def test_module_forward_and_backward_equal_nn_conv2d(shape, bias, dtype, algorithm):
     batch, cin, cout, height, width = shape
     torch.manual_seed(0)
     fast = Conv3x3(cin, cout, bias=bias).to(dtype)
@@ -43,7 +45,8 @@ def test_module_forward_and_backward_equal_nn_conv2d(shape, bias, dtype):
     results = []
     for conv in (fast, plain):
         xi = x.clone().requires_grad_(True)
-        y = conv(xi)
+        with conv3x3_cpu_algorithm(algorithm):
+            y = conv(xi)
         (y * seed).sum().backward()
         results.append([y.detach(), xi.grad] + [p.grad for p in conv.parameters()])
     tol = {"rtol": 0, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-5}
@@ -76,3 +79,51 @@ def test_cpu_autocast_bf16_takes_the_plain_path():
     assert y.dtype == torch.bfloat16
     y.float().sum().backward()  # the fast path would mix a bf16 gradient with fp32 saved tensors here
     assert x.grad is not None and conv.weight.grad is not None and conv.weight.grad.dtype == torch.float32
+
+
+def _count_calls(monkeypatch, name):
+    calls = []
+    real = getattr(conv3x3_module, name)
+
+    def counting(*args, **kwargs):
+        calls.append(name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(conv3x3_module, name, counting)
+    return calls
+
+
+@pytest.mark.parametrize("grad_mode", ["train", "frozen", "no_grad"])
+def test_winograd_is_the_default_cpu_algorithm_and_direct_can_be_chosen(monkeypatch, grad_mode):
+    forward = _count_calls(monkeypatch, "winograd_conv3x3")
+    input_grad = _count_calls(monkeypatch, "winograd_conv3x3_input_gradient")
+    torch.manual_seed(0)
+    conv = Conv3x3(3, 4).double().requires_grad_(grad_mode == "train")
+    x = torch.randn(3, 3, 7, 5, dtype=torch.float64, requires_grad=grad_mode != "no_grad")
+    expected = nn.functional.conv2d(x.detach(), conv.weight.detach(), conv.bias.detach(), padding=1)
+    for algorithm, winograd_calls in (("winograd", 1), ("direct", 0)):
+        forward.clear()
+        input_grad.clear()
+        with conv3x3_cpu_algorithm(algorithm), torch.set_grad_enabled(grad_mode != "no_grad"):
+            y = conv(x)
+        torch.testing.assert_close(y.detach(), expected, rtol=0, atol=1e-12)
+        assert len(forward) == winograd_calls, (algorithm, forward)
+        if grad_mode != "no_grad":
+            (grad_x,) = torch.autograd.grad(y.sum(), x)
+            want = torch.nn.grad.conv2d_input(x.shape, conv.weight.detach(), torch.ones_like(y), padding=1)
+            torch.testing.assert_close(grad_x, want, rtol=0, atol=1e-12)
+            assert len(input_grad) == winograd_calls  # the backward follows the forward's choice
+
+
+def test_winograd_module_passes_gradcheck():
+    torch.manual_seed(0)
+    conv = Conv3x3(2, 3).double()
+    x = torch.randn(3, 2, 5, 4, dtype=torch.float64, requires_grad=True)
+    inputs = (x, conv.weight, conv.bias)
+    assert torch.autograd.gradcheck(lambda a, w, b: conv3x3_module._WinogradConv3x3.apply(a, w, b), inputs)
+
+
+def test_unknown_algorithm_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"'fft'.*valid: winograd, direct"), conv3x3_cpu_algorithm("fft"):
+        pass
+    assert conv3x3_module.current_cpu_algorithm() == "winograd"

@@ -1,28 +1,51 @@
-"""A 3x3, stride-1, padding-1 convolution whose weight gradient is nine GEMMs over shifted views (CPU fast path).
+"""A 3x3, stride-1, padding-1 convolution with CPU fast paths: Winograd F(2x2, 3x3) by default, or direct GEMMs.
 
-On the 2-core development CPU oneDNN computes the weight gradient of the stem's 384-channel 3x3 convs in ~1.6x their
-forward time (0.59 s against 0.37 s at 128x128, fp32, 2 threads); the same gradient as nine matrix products runs at
-forward speed (0.38 s; 0.44 s for the 192-channel convs at 256x256). With input and output gradient flattened to
-``[B, C, H * W]`` and ``[B, K, H * W]``, tap ``(i, j)`` (offset ``(dy, dx) = (i - 1, j - 1)``) pairs output position
-``p`` with input position ``p + s``, ``s = dy * W + dx``, so it is one product over strided views -- no padding, no
-im2col copy::
+``Conv3x3`` is ``nn.Conv2d(in, out, 3, padding=1)`` (same parameters, names and values). On CPU, in float32/float64,
+outside autocast and compilers, it runs one of two algorithms, chosen by ``conv3x3_cpu_algorithm`` (a context manager;
+default ``"winograd"``):
+
+- ``"winograd"`` (``layers/winograd.py``): forward, input gradient and weight gradient each as 16 GEMMs over
+  Winograd-transformed 2x2 output tiles, 4/9 of the direct arithmetic. With and without autograd.
+- ``"direct"``: oneDNN's forward and input gradient, and the weight gradient as nine GEMMs over shifted views (below);
+  without autograd a plain ``nn.Conv2d``. This was the fast path until Winograd replaced it.
+
+Elsewhere (CUDA, where cuDNN picks its own algorithms; autocast; ``torch.compile`` / tracing / export) the module is a
+plain ``nn.Conv2d``.
+
+The direct weight gradient. On the 2-core development CPU oneDNN computes the weight gradient of the stem's
+384-channel 3x3 convs in ~1.6x their forward time (0.59 s against 0.37 s at 128x128, fp32, 2 threads); the same
+gradient as nine matrix products runs at forward speed (0.38 s; 0.44 s for the 192-channel convs at 256x256). With
+input and output gradient flattened to ``[B, C, H * W]`` and ``[B, K, H * W]``, tap ``(i, j)`` (offset ``(dy, dx) =
+(i - 1, j - 1)``) pairs output position ``p`` with input position ``p + s``, ``s = dy * W + dx``, so it is one product
+over strided views -- no padding, no im2col copy::
 
     dW[:, :, i, j] = sum_b  g[b, :, p0:p1] @ x[b, :, p0 + s : p1 + s].T      (p0, p1: where p + s is in range)
 
 For ``dx = -1`` (``+1``) the flat shift wraps output column 0 (``W - 1``) onto the neighbouring row's last (first)
 input column, a position the zero padding would have hidden; those ``H`` products are subtracted again as one small
-GEMM over the wrapped column (stride ``W`` views). Forward and the input gradient stay oneDNN's. Used on CPU only
-(cuDNN has its own fast algorithms); elsewhere, under autocast and without autograd, the module is a plain
-``nn.Conv2d``. Checked against ``torch.nn.grad.conv2d_weight`` in float64 on odd, non-square shapes and batches 1
-and 3 (tests/test_conv3x3.py).
+GEMM over the wrapped column (stride ``W`` views).
+
+Both paths are checked against PyTorch's convolution in float64 and float32 on odd, non-square shapes and batches 1
+and 3 (tests/test_conv3x3.py, tests/test_winograd.py).
 """
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
+
+from atlas_vision.layers.winograd import (
+    transform_weight,
+    winograd_conv3x3,
+    winograd_conv3x3_input_gradient,
+    winograd_conv3x3_weight_gradient,
+)
 
 
 def conv3x3_weight_gradient(grad_bkhw: torch.Tensor, x_bchw: torch.Tensor) -> torch.Tensor:
@@ -55,7 +78,33 @@ def conv3x3_weight_gradient(grad_bkhw: torch.Tensor, x_bchw: torch.Tensor) -> to
     return taps.permute(2, 3, 0, 1).contiguous()  # [K, C, 3, 3]
 
 
-class _Conv3x3(torch.autograd.Function):
+ALGORITHMS = ("winograd", "direct")
+_cpu_algorithm: contextvars.ContextVar[str] = contextvars.ContextVar("conv3x3_cpu_algorithm", default="winograd")
+
+
+@contextlib.contextmanager
+def conv3x3_cpu_algorithm(name: str) -> Iterator[None]:
+    """Run ``Conv3x3`` on CPU with ``name`` (``"winograd"`` or ``"direct"``) inside the ``with`` block.
+
+    The choice is made when a convolution runs forward; its backward uses the same algorithm wherever it runs.
+    """
+    if name not in ALGORITHMS:
+        raise ValueError(f"conv3x3_cpu_algorithm: unknown algorithm {name!r}; valid: {', '.join(ALGORITHMS)}")
+    token = _cpu_algorithm.set(name)
+    try:
+        yield
+    finally:
+        _cpu_algorithm.reset(token)
+
+
+def current_cpu_algorithm() -> str:
+    """The algorithm ``Conv3x3`` uses on CPU here (``"winograd"`` unless ``conv3x3_cpu_algorithm`` says otherwise)."""
+    return _cpu_algorithm.get()
+
+
+class _DirectConv3x3(torch.autograd.Function):
+    """oneDNN forward and input gradient; the weight gradient as nine GEMMs (``conv3x3_weight_gradient``)."""
+
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
@@ -81,8 +130,45 @@ class _Conv3x3(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
+class _WinogradConv3x3(torch.autograd.Function):
+    """Forward, input gradient and weight gradient by Winograd F(2x2, 3x3) (``layers/winograd.py``)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return winograd_conv3x3(x, transform_weight(weight), bias)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = winograd_conv3x3_input_gradient(grad, weight)
+        if ctx.needs_input_grad[1]:
+            grad_w = winograd_conv3x3_weight_gradient(grad, x)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b
+
+
+def _takes_cpu_fast_path(x_bchw: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (
+        not torch.compiler.is_compiling()  # tracing, export: a compiler picks its own convolution
+        and not torch.jit.is_tracing()
+        and x_bchw.device.type == "cpu"
+        and not torch.is_autocast_enabled("cpu")  # autocast casts inside F.conv2d; the plain path handles it
+        and x_bchw.dtype == weight.dtype
+        and x_bchw.dtype in (torch.float32, torch.float64)
+        and x_bchw.dim() == 4
+        and x_bchw.numel() > 0
+    )
+
+
 class Conv3x3(nn.Conv2d):
-    """``nn.Conv2d(in, out, 3, padding=1)`` (same parameters and values) with the CPU weight-gradient fast path."""
+    """``nn.Conv2d(in, out, 3, padding=1)`` (same parameters and values) with the CPU fast paths (module docstring)."""
 
     def __init__(
         self,
@@ -96,14 +182,15 @@ class Conv3x3(nn.Conv2d):
         super().__init__(in_channels, out_channels, 3, padding=1, bias=bias, device=device, dtype=dtype)
 
     def forward(self, x_bchw: torch.Tensor) -> torch.Tensor:
-        if (
-            not torch.compiler.is_compiling()  # tracing: a compiler picks its own convolution backward
-            and not torch.jit.is_tracing()
-            and x_bchw.device.type == "cpu"
-            and torch.is_grad_enabled()
-            and self.weight.requires_grad
-            and not torch.is_autocast_enabled("cpu")  # autocast casts inside F.conv2d; the plain path handles it
-            and x_bchw.dtype == self.weight.dtype
-        ):
-            return _Conv3x3.apply(x_bchw, self.weight, self.bias)
+        if not _takes_cpu_fast_path(x_bchw, self.weight):
+            return super().forward(x_bchw)
+        needs_grad = torch.is_grad_enabled() and (
+            x_bchw.requires_grad or any(p.requires_grad for p in (self.weight, self.bias) if p is not None)
+        )
+        if current_cpu_algorithm() == "winograd":
+            if needs_grad:
+                return _WinogradConv3x3.apply(x_bchw, self.weight, self.bias)
+            return winograd_conv3x3(x_bchw, transform_weight(self.weight), self.bias)
+        if needs_grad and self.weight.requires_grad:
+            return _DirectConv3x3.apply(x_bchw, self.weight, self.bias)
         return super().forward(x_bchw)
