@@ -9,8 +9,9 @@ reaches the output" and "gradient reaches the input" is that conv's backward (``
 twice that to ``convolution_backward`` on this VM). ``variants``: micro-benchmarks (median of 5) of the stem's conv
 backward on its real shapes: oneDNN's input gradient against the same as a forward conv with flipped, transposed
 weights, the 3x3 weight gradient shipped (``conv3x3_weight_gradient``) against the aligned GEMMs it is made of, and
-the stride-2 input gradient against a polyphase version (four stride-1 convs); each variant is checked against
-oneDNN in float64 first. Run with ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736``
+the stride-2 input gradient against a polyphase version (four stride-1 convs), and the Winograd F(2x2, 3x3) passes
+(``layers/winograd.py``) with the whole ``Conv3x3`` forward + backward under each algorithm; each variant is checked
+against oneDNN in float64 first. Run with ``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736``
 (what ``run.cpu_allocator keep`` does) so page faults do not blur the times.
 """
 
@@ -27,7 +28,13 @@ import torch
 import torch.nn.functional as F
 
 import atlas_vision  # noqa: F401  (registers the Atlas models)
-from atlas_vision.layers.conv3x3 import conv3x3_weight_gradient
+from atlas_vision.layers.conv3x3 import Conv3x3, conv3x3_cpu_algorithm, conv3x3_weight_gradient
+from atlas_vision.layers.winograd import (
+    transform_weight,
+    winograd_conv3x3,
+    winograd_conv3x3_input_gradient,
+    winograd_conv3x3_weight_gradient,
+)
 
 
 def _median_s(fn: Callable[[], object], repeats: int = 5) -> float:
@@ -119,6 +126,31 @@ def _conv3x3_variants(c: int, side: int) -> str:
     )
 
 
+def _winograd_variants(c: int, side: int) -> str:
+    x, g, w = torch.randn(1, c, side, side), torch.randn(1, c, side, side), torch.randn(c, c, 3, 3) * 0.02
+    xd, gd, wd = x.double(), g.double(), w.double()
+    err = max(
+        (winograd_conv3x3(xd, transform_weight(wd)) - F.conv2d(xd, wd, padding=1)).abs().max().item(),
+        (winograd_conv3x3_input_gradient(gd, wd) - _onednn(gd, xd, wd, 1, (True, False, False))[0]).abs().max().item(),
+        (winograd_conv3x3_weight_gradient(gd, xd) - _onednn(gd, xd, wd, 1, (False, True, False))[1]).abs().max().item(),
+    )
+    conv = Conv3x3(c, c)
+    xg = x.clone().requires_grad_(True)
+
+    def module_step(algorithm: str) -> None:
+        with conv3x3_cpu_algorithm(algorithm):
+            conv(xg).backward(g)
+
+    u = transform_weight(w)
+    return (
+        f"3x3 {c}ch {side}^2 Winograd F(2x2,3x3): forward {_median_s(lambda: winograd_conv3x3(x, u)):.3f} s, input "
+        f"grad {_median_s(lambda: winograd_conv3x3_input_gradient(g, w)):.3f} s, weight grad "
+        f"{_median_s(lambda: winograd_conv3x3_weight_gradient(g, x)):.3f} s (fp64 diff to oneDNN {err:.1e}); "
+        f"Conv3x3 forward + backward: direct {_median_s(lambda: module_step('direct')):.3f} s, winograd "
+        f"{_median_s(lambda: module_step('winograd')):.3f} s"
+    )
+
+
 def _stride2_variants(c: int, k: int, side: int) -> str:
     x, w, g = torch.randn(1, c, side, side), torch.randn(k, c, 3, 3) * 0.05, torch.randn(1, k, side // 2, side // 2)
     err = _onednn(g.double(), x.double(), w.double(), 2, (True, False, False))[0] - _stride2_input_grad_polyphase(
@@ -136,6 +168,7 @@ def _stride2_variants(c: int, k: int, side: int) -> str:
 def variants() -> None:
     for c, side in [(192, 256), (384, 128)]:
         print(_conv3x3_variants(c, side), flush=True)
+        print(_winograd_variants(c, side), flush=True)
     for c, k, side in [(64, 192, 512), (192, 384, 256), (384, 768, 128)]:
         print(_stride2_variants(c, k, side), flush=True)
 
