@@ -115,12 +115,15 @@ def test_winograd_is_the_default_cpu_algorithm_and_direct_can_be_chosen(monkeypa
             assert len(input_grad) == winograd_calls  # the backward follows the forward's choice
 
 
-def test_winograd_module_passes_gradcheck():
+def test_both_algorithms_pass_gradcheck():
     torch.manual_seed(0)
     conv = Conv3x3(2, 3).double()
     x = torch.randn(3, 2, 5, 4, dtype=torch.float64, requires_grad=True)
     inputs = (x, conv.weight, conv.bias)
-    assert torch.autograd.gradcheck(lambda a, w, b: conv3x3_module._WinogradConv3x3.apply(a, w, b), inputs)
+    for algorithm in ("winograd", "direct"):
+        assert torch.autograd.gradcheck(
+            lambda a, w, b, name=algorithm: conv3x3_module._Conv3x3.apply(a, w, b, name), inputs
+        )
 
 
 def test_unknown_algorithm_is_a_clear_error():

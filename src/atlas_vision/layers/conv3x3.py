@@ -102,13 +102,28 @@ def current_cpu_algorithm() -> str:
     return _cpu_algorithm.get()
 
 
-class _DirectConv3x3(torch.autograd.Function):
-    """oneDNN forward and input gradient; the weight gradient as nine GEMMs (``conv3x3_weight_gradient``)."""
+def _direct_input_gradient(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    # aten's op with the saved input itself: torch.nn.grad.conv2d_input would pass an expanded dummy that oneDNN then
+    # copies to a full [B, C, H, W] buffer first
+    return torch.ops.aten.convolution_backward(
+        grad, x, weight, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1, (True, False, False)
+    )[0]
+
+
+class _Conv3x3(torch.autograd.Function):
+    """The CPU fast paths with autograd; ``algorithm`` picks forward and both gradients.
+
+    ``"winograd"``: all three by Winograd F(2x2, 3x3) (``layers/winograd.py``). ``"direct"``: oneDNN's forward and
+    input gradient, the weight gradient as nine GEMMs (``conv3x3_weight_gradient``).
+    """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, algorithm: str) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
+        ctx.winograd = algorithm == "winograd"
+        if ctx.winograd:
+            return winograd_conv3x3(x, transform_weight(weight), bias)
         return F.conv2d(x, weight, bias, stride=1, padding=1)
 
     @staticmethod
@@ -118,40 +133,16 @@ class _DirectConv3x3(torch.autograd.Function):
         grad = grad.contiguous()
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            # aten's op with the saved input itself: torch.nn.grad.conv2d_input would pass an expanded dummy that
-            # oneDNN then copies to a full [B, C, H, W] buffer first
-            grad_x = torch.ops.aten.convolution_backward(
-                grad, x, weight, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1, (True, False, False)
-            )[0]
+            if ctx.winograd:
+                grad_x = winograd_conv3x3_input_gradient(grad, weight)
+            else:
+                grad_x = _direct_input_gradient(grad, x, weight)
         if ctx.needs_input_grad[1]:
-            grad_w = conv3x3_weight_gradient(grad, x)
+            weight_gradient = winograd_conv3x3_weight_gradient if ctx.winograd else conv3x3_weight_gradient
+            grad_w = weight_gradient(grad, x)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 2, 3))
-        return grad_x, grad_w, grad_b
-
-
-class _WinogradConv3x3(torch.autograd.Function):
-    """Forward, input gradient and weight gradient by Winograd F(2x2, 3x3) (``layers/winograd.py``)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        return winograd_conv3x3(x, transform_weight(weight), bias)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        grad = grad.contiguous()
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = winograd_conv3x3_input_gradient(grad, weight)
-        if ctx.needs_input_grad[1]:
-            grad_w = winograd_conv3x3_weight_gradient(grad, x)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad.sum((0, 2, 3))
-        return grad_x, grad_w, grad_b
+        return grad_x, grad_w, grad_b, None
 
 
 def _takes_cpu_fast_path(x_bchw: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -187,10 +178,11 @@ class Conv3x3(nn.Conv2d):
         needs_grad = torch.is_grad_enabled() and (
             x_bchw.requires_grad or any(p.requires_grad for p in (self.weight, self.bias) if p is not None)
         )
-        if current_cpu_algorithm() == "winograd":
+        algorithm = current_cpu_algorithm()
+        if algorithm == "winograd":
             if needs_grad:
-                return _WinogradConv3x3.apply(x_bchw, self.weight, self.bias)
+                return _Conv3x3.apply(x_bchw, self.weight, self.bias, algorithm)
             return winograd_conv3x3(x_bchw, transform_weight(self.weight), self.bias)
-        if needs_grad and self.weight.requires_grad:
-            return _DirectConv3x3.apply(x_bchw, self.weight, self.bias)
+        if needs_grad and self.weight.requires_grad:  # direct: only the weight gradient has a fast path
+            return _Conv3x3.apply(x_bchw, self.weight, self.bias, algorithm)
         return super().forward(x_bchw)
