@@ -101,6 +101,9 @@ def test_winograd_is_the_default_cpu_algorithm_and_direct_can_be_chosen(monkeypa
     conv = Conv3x3(3, 4).double().requires_grad_(grad_mode == "train")
     x = torch.randn(3, 3, 7, 5, dtype=torch.float64, requires_grad=grad_mode != "no_grad")
     expected = nn.functional.conv2d(x.detach(), conv.weight.detach(), conv.bias.detach(), padding=1)
+    with torch.set_grad_enabled(grad_mode != "no_grad"):
+        conv(x)  # no context: the default
+    assert len(forward) == 1
     for algorithm, winograd_calls in (("winograd", 1), ("direct", 0)):
         forward.clear()
         input_grad.clear()
