@@ -25,7 +25,10 @@ its error against a float64 convolution was smaller than oneDNN's direct algorit
 against 8.4e-6 for 192 channels at 256x256, values of size ~4.5; ``tests/test_winograd.py`` bounds it).
 
 Memory: the tiles are transformed in bands of tile rows whose transformed input stays under ``BAND_BYTES``, so the
-extra memory is a few tens of MiB whatever the image size (a whole transformed map is 4x the input).
+extra memory is a few tens of MiB whatever the image size (a whole transformed map is 4x the input); the padding is
+added band by band too. Beyond that, an output whose height or width is odd is computed whole tiles wide and copied
+once to its size. The weight gradient transforms the input again rather than keeping the forward's ``V`` (4x the
+input, for every conv, until backward).
 """
 
 from __future__ import annotations
@@ -108,11 +111,26 @@ def _transform_grad_band(grad_band: torch.Tensor) -> torch.Tensor:
     return dm.view(16, out_channels, batch * rows * cols)
 
 
-def _pad_for_tiles(x_bchw: torch.Tensor) -> torch.Tensor:
-    """Zero padding 1 on top/left and up to a whole number of tiles on bottom/right: ``[B, C, 2*th + 2, 2*tw + 2]``."""
+def _input_band(x_bchw: torch.Tensor, i0: int, i1: int) -> torch.Tensor:
+    """Tile rows ``i0 .. i1 - 1`` of the zero-padded input: ``[B, C, 2*(i1 - i0) + 2, 2*tiles_w + 2]``.
+
+    Padded row ``r`` is input row ``r - 1``; one padding column on the left and up to a whole number of tiles on the
+    right. Padded band by band, so no padded copy of the whole input is made.
+    """
     height, width = x_bchw.shape[2:]
-    tiles_h, tiles_w = tile_counts(height, width)
-    return F.pad(x_bchw, (1, 2 * tiles_w + 1 - width, 1, 2 * tiles_h + 1 - height))
+    tiles_w = tile_counts(height, width)[1]
+    first, stop = 2 * i0 - 1, 2 * i1 + 1  # input rows the band reads, before clipping to the image
+    rows = x_bchw[:, :, max(first, 0) : min(stop, height)]
+    return F.pad(rows, (1, 2 * tiles_w + 1 - width, max(0, -first), stop - min(stop, height)))
+
+
+def _grad_band(grad_bkhw: torch.Tensor, i0: int, i1: int) -> torch.Tensor:
+    """Tile rows ``i0 .. i1 - 1`` of the output gradient, zeros beyond ``H x W``: ``[B, K, 2*(i1 - i0), 2*tiles_w]``."""
+    height, width = grad_bkhw.shape[2:]
+    tiles_w = tile_counts(height, width)[1]
+    stop = 2 * i1
+    rows = grad_bkhw[:, :, 2 * i0 : min(stop, height)]
+    return F.pad(rows, (0, 2 * tiles_w - width, 0, stop - min(stop, height)))
 
 
 def winograd_conv3x3(x_bchw: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -120,12 +138,11 @@ def winograd_conv3x3(x_bchw: torch.Tensor, u: torch.Tensor, bias: torch.Tensor |
     batch, channels, height, width = x_bchw.shape
     out_channels = u.shape[1]
     tiles_h, tiles_w = tile_counts(height, width)
-    xp = _pad_for_tiles(x_bchw)  # [B, C, 2*th + 2, 2*tw + 2]
     y = x_bchw.new_empty(batch, out_channels, 2 * tiles_h, 2 * tiles_w)
     step = _band_rows(tiles_h, 16 * channels * batch * tiles_w * x_bchw.element_size())
     for i0 in range(0, tiles_h, step):
         i1 = min(tiles_h, i0 + step)
-        v = _transform_input_band(xp[:, :, 2 * i0 : 2 * i1 + 2], i1 - i0, tiles_w)  # [16, C, N]
+        v = _transform_input_band(_input_band(x_bchw, i0, i1), i1 - i0, tiles_w)  # [16, C, N]
         _transform_output_band(torch.bmm(u, v), y[:, :, 2 * i0 : 2 * i1])  # [16, K, C] @ [16, C, N]
     if bias is not None:
         y += bias.view(out_channels, 1, 1)
@@ -144,14 +161,12 @@ def winograd_conv3x3_weight_gradient(grad_bkhw: torch.Tensor, x_bchw: torch.Tens
     batch, channels, height, width = x_bchw.shape
     out_channels = grad_bkhw.shape[1]
     tiles_h, tiles_w = tile_counts(height, width)
-    xp = _pad_for_tiles(x_bchw)  # [B, C, 2*th + 2, 2*tw + 2]
-    # the output positions beyond H x W that whole tiles cover have zero gradient
-    grad = F.pad(grad_bkhw, (0, 2 * tiles_w - width, 0, 2 * tiles_h - height))  # [B, K, 2*th, 2*tw]
     grad_u = x_bchw.new_zeros(16, out_channels, channels)
     step = _band_rows(tiles_h, 16 * max(channels, out_channels) * batch * tiles_w * x_bchw.element_size())
     for i0 in range(0, tiles_h, step):
         i1 = min(tiles_h, i0 + step)
-        v = _transform_input_band(xp[:, :, 2 * i0 : 2 * i1 + 2], i1 - i0, tiles_w)  # [16, C, N]
-        dm = _transform_grad_band(grad[:, :, 2 * i0 : 2 * i1])  # [16, K, N]
+        v = _transform_input_band(_input_band(x_bchw, i0, i1), i1 - i0, tiles_w)  # [16, C, N]
+        # the output positions beyond H x W that whole tiles cover have zero gradient
+        dm = _transform_grad_band(_grad_band(grad_bkhw, i0, i1))  # [16, K, N]
         grad_u.baddbmm_(dm, v.transpose(1, 2))  # += [16, K, N] @ [16, N, C]
     return weight_from_transformed(grad_u)
