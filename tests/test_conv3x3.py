@@ -1,13 +1,23 @@
-"""``Conv3x3``'s CPU fast paths (Winograd, direct) against PyTorch's convolution, forward and backward, awkward shapes."""
+"""``Conv3x3``'s CPU algorithms (auto, Winograd, plain, direct) against PyTorch's convolution, forward and backward,
+on awkward shapes; which one ``auto`` runs."""
 
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 import torch
 from torch import nn
 
 from atlas_vision.layers import conv3x3 as conv3x3_module
-from atlas_vision.layers.conv3x3 import Conv3x3, conv3x3_cpu_algorithm, conv3x3_weight_gradient
+from atlas_vision.layers.conv3x3 import (
+    ALGORITHMS,
+    WINOGRAD_MIN_CHANNELS,
+    WINOGRAD_MIN_POSITIONS,
+    Conv3x3,
+    conv3x3_cpu_algorithm,
+    conv3x3_weight_gradient,
+)
 
 SHAPES = [  # (batch, in_channels, out_channels, height, width)
     (1, 5, 4, 7, 11),
@@ -30,7 +40,7 @@ def test_weight_gradient_equals_torch_float64(shape):
     torch.testing.assert_close(conv3x3_weight_gradient(grad, x), expected, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("algorithm", ["winograd", "direct"])
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", SHAPES)
@@ -94,27 +104,38 @@ def _count_calls(monkeypatch, name):
 
 
 @pytest.mark.parametrize("grad_mode", ["train", "frozen", "no_grad"])
-def test_winograd_is_the_default_cpu_algorithm_and_direct_can_be_chosen(monkeypatch, grad_mode):
+@pytest.mark.parametrize(
+    ("channels", "side", "auto_is_winograd"),
+    [
+        (3, 7, False),  # few channels: the plain convolution
+        (WINOGRAD_MIN_CHANNELS, 32, True),  # at both thresholds (32 x 32 = WINOGRAD_MIN_POSITIONS)
+        (WINOGRAD_MIN_CHANNELS - 1, 32, False),  # one channel short
+        (WINOGRAD_MIN_CHANNELS, 31, False),  # 31 x 31 positions: too few
+    ],
+)
+def test_auto_is_the_default_and_takes_winograd_only_above_both_thresholds(
+    monkeypatch, grad_mode, channels, side, auto_is_winograd
+):
+    assert WINOGRAD_MIN_POSITIONS == 32 * 32  # the cases above are built on it
     forward = _count_calls(monkeypatch, "winograd_conv3x3")
     input_grad = _count_calls(monkeypatch, "winograd_conv3x3_input_gradient")
     torch.manual_seed(0)
-    conv = Conv3x3(3, 4).double().requires_grad_(grad_mode == "train")
-    x = torch.randn(3, 3, 7, 5, dtype=torch.float64, requires_grad=grad_mode != "no_grad")
+    conv = Conv3x3(channels, channels).double().requires_grad_(grad_mode == "train")
+    x = torch.randn(1, channels, side, side, dtype=torch.float64, requires_grad=grad_mode != "no_grad")
     expected = nn.functional.conv2d(x.detach(), conv.weight.detach(), conv.bias.detach(), padding=1)
-    with torch.set_grad_enabled(grad_mode != "no_grad"):
-        conv(x)  # no context: the default
-    assert len(forward) == 1
-    for algorithm, winograd_calls in (("winograd", 1), ("direct", 0)):
+    want_grad_x = torch.nn.grad.conv2d_input(x.shape, conv.weight.detach(), torch.ones_like(expected), padding=1)
+    for algorithm in (None, *ALGORITHMS):  # None: no context, the default
         forward.clear()
         input_grad.clear()
-        with conv3x3_cpu_algorithm(algorithm), torch.set_grad_enabled(grad_mode != "no_grad"):
+        context = conv3x3_cpu_algorithm(algorithm) if algorithm else contextlib.nullcontext()
+        with context, torch.set_grad_enabled(grad_mode != "no_grad"):
             y = conv(x)
-        torch.testing.assert_close(y.detach(), expected, rtol=0, atol=1e-12)
+        torch.testing.assert_close(y.detach(), expected, rtol=0, atol=1e-10)
+        winograd_calls = int(algorithm == "winograd" or (algorithm in (None, "auto") and auto_is_winograd))
         assert len(forward) == winograd_calls, (algorithm, forward)
         if grad_mode != "no_grad":
             (grad_x,) = torch.autograd.grad(y.sum(), x)
-            want = torch.nn.grad.conv2d_input(x.shape, conv.weight.detach(), torch.ones_like(y), padding=1)
-            torch.testing.assert_close(grad_x, want, rtol=0, atol=1e-12)
+            torch.testing.assert_close(grad_x, want_grad_x, rtol=0, atol=1e-10)
             assert len(input_grad) == winograd_calls  # the backward follows the forward's choice
 
 
@@ -130,6 +151,6 @@ def test_both_algorithms_pass_gradcheck():
 
 
 def test_unknown_algorithm_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"'fft'.*valid: winograd, direct"), conv3x3_cpu_algorithm("fft"):
+    with pytest.raises(ValueError, match=r"'fft'.*valid: auto, winograd, plain, direct"), conv3x3_cpu_algorithm("fft"):
         pass
-    assert conv3x3_module.current_cpu_algorithm() == "winograd"
+    assert conv3x3_module.current_cpu_algorithm() == "auto"

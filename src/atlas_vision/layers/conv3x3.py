@@ -1,13 +1,33 @@
-"""A 3x3, stride-1, padding-1 convolution with CPU fast paths: Winograd F(2x2, 3x3) by default, or direct GEMMs.
+"""A 3x3, stride-1, padding-1 convolution with CPU fast paths: Winograd F(2x2, 3x3) where it pays, else PyTorch's own.
 
 ``Conv3x3`` is ``nn.Conv2d(in, out, 3, padding=1)`` (same parameters, names and values). On CPU, in float32/float64,
-outside autocast and compilers, it runs one of two algorithms, chosen by ``conv3x3_cpu_algorithm`` (a context manager;
-default ``"winograd"``):
+outside autocast and compilers, it runs one of these algorithms, chosen by ``conv3x3_cpu_algorithm`` (a context
+manager; default ``"auto"``):
 
 - ``"winograd"`` (``layers/winograd.py``): forward, input gradient and weight gradient each as 16 GEMMs over
   Winograd-transformed 2x2 output tiles, 4/9 of the direct arithmetic. With and without autograd.
+- ``"plain"``: ``nn.Conv2d`` itself (oneDNN forward and both gradients in float32).
 - ``"direct"``: oneDNN's forward and input gradient, and the weight gradient as nine GEMMs over shifted views (below);
-  without autograd a plain ``nn.Conv2d``. This was the fast path until Winograd replaced it.
+  without autograd a plain ``nn.Conv2d``. This was the fast path for Atlas-B's stem before Winograd; kept to compare.
+- ``"auto"``: ``"winograd"`` where both channel counts are >= ``WINOGRAD_MIN_CHANNELS`` and the image has >=
+  ``WINOGRAD_MIN_POSITIONS`` positions, else ``"plain"``. Winograd's transforms cost per tile and channel while its
+  saving is per channel *pair*, so with few channels (or few tiles per image) the transforms dominate.
+  Measured on the 2-core Zen 1 EPYC, fp32, 2026-12-06 (``python benchmarks/conv3x3_algorithms.py --threads 1 2``;
+  all 192 rows, inference too, in ``docs/bench-core/conv3x3_algorithms_zen1.csv``; ``docs/benchmarks.md`` section 8),
+  one forward + backward, median ms, 2 threads (1 thread in brackets); across all its shapes ``auto`` was within
+  1.09x of the fastest algorithm, ``winograd`` alone up to 2.1x slower:
+
+  =================================  ============  ============  ============  ==========
+  batch, channels, height x width     winograd      plain         direct        auto
+  =================================  ============  ============  ============  ==========
+  64, 32, 16x16 (the default run)    32 (46)       17 (26)       62 (54)       plain
+  64, 96, 16x16                      142 (234)     125 (214)     181 (249)     plain
+  64, 128, 16x16                     208 (345)     219 (376)     276 (428)     plain
+  1, 64, 256x256                     230 (373)     248 (406)     251 (405)     plain
+  1, 96, 256x256 (Atlas-S stem)      449 (662)     519 (884)     524 (853)     winograd
+  16, 192, 32x32                     355 (590)     484 (833)     498 (807)     winograd
+  1, 384, 128x128 (Atlas-B stem)     1066 (1723)   1994 (3417)   1872 (3177)   winograd
+  =================================  ============  ============  ============  ==========
 
 Elsewhere (CUDA, where cuDNN picks its own algorithms; autocast; ``torch.compile`` / tracing / export) the module is a
 plain ``nn.Conv2d``.
@@ -78,13 +98,17 @@ def conv3x3_weight_gradient(grad_bkhw: torch.Tensor, x_bchw: torch.Tensor) -> to
     return taps.permute(2, 3, 0, 1).contiguous()  # [K, C, 3, 3]
 
 
-ALGORITHMS = ("winograd", "direct")
-_cpu_algorithm: contextvars.ContextVar[str] = contextvars.ContextVar("conv3x3_cpu_algorithm", default="winograd")
+ALGORITHMS = ("auto", "winograd", "plain", "direct")
+WINOGRAD_MIN_CHANNELS = 96
+"""``auto`` takes Winograd only where input and output both have at least this many channels (module docstring)."""
+WINOGRAD_MIN_POSITIONS = 32 * 32
+"""... and the image at least this many positions (``H * W``); below, ``auto`` runs the plain convolution."""
+_cpu_algorithm: contextvars.ContextVar[str] = contextvars.ContextVar("conv3x3_cpu_algorithm", default="auto")
 
 
 @contextlib.contextmanager
 def conv3x3_cpu_algorithm(name: str) -> Iterator[None]:
-    """Run ``Conv3x3`` on CPU with ``name`` (``"winograd"`` or ``"direct"``) inside the ``with`` block.
+    """Run ``Conv3x3`` on CPU with ``name`` (one of ``ALGORITHMS``) inside the ``with`` block.
 
     The choice is made when a convolution runs forward; its backward uses the same algorithm wherever it runs.
     """
@@ -98,8 +122,16 @@ def conv3x3_cpu_algorithm(name: str) -> Iterator[None]:
 
 
 def current_cpu_algorithm() -> str:
-    """The algorithm ``Conv3x3`` uses on CPU here (``"winograd"`` unless ``conv3x3_cpu_algorithm`` says otherwise)."""
+    """The algorithm ``Conv3x3`` is set to use on CPU here (``"auto"`` unless ``conv3x3_cpu_algorithm`` says otherwise)."""
     return _cpu_algorithm.get()
+
+
+def auto_cpu_algorithm(x_bchw: torch.Tensor, weight_kc33: torch.Tensor) -> str:
+    """What ``"auto"`` runs for this input and weight: ``"winograd"`` or ``"plain"`` (thresholds in the module doc)."""
+    out_channels, in_channels = weight_kc33.shape[:2]
+    height, width = x_bchw.shape[-2:]
+    many_channels = min(in_channels, out_channels) >= WINOGRAD_MIN_CHANNELS
+    return "winograd" if many_channels and height * width >= WINOGRAD_MIN_POSITIONS else "plain"
 
 
 def _direct_input_gradient(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -179,6 +211,10 @@ class Conv3x3(nn.Conv2d):
             x_bchw.requires_grad or any(p.requires_grad for p in (self.weight, self.bias) if p is not None)
         )
         algorithm = current_cpu_algorithm()
+        if algorithm == "auto":
+            algorithm = auto_cpu_algorithm(x_bchw, self.weight)
+        if algorithm == "plain":
+            return super().forward(x_bchw)
         if algorithm == "winograd":
             if needs_grad:
                 return _Conv3x3.apply(x_bchw, self.weight, self.bias, algorithm)
