@@ -123,10 +123,8 @@ class OptimConfig:
 class ScheduleConfig:
     """Learning-rate schedule (timm ``create_scheduler_v2``), stepped once per optimizer update."""
 
-    epochs: int = 20
-    """Number of training epochs.  The default run reaches >= 90 % validation accuracy by epoch 2-6 for every seed
-    measured (``docs/benchmarks.md`` section 6); 20 rather than 25 keeps it under 10 minutes on the slowest 2-core VM
-    we had (25 epochs took 609 s there with 2 threads)."""
+    epochs: int = 25
+    """Number of training epochs."""
     warmup_epochs: float = 1.0
     """Linear warm-up length in epochs (may be fractional)."""
     sched: str = "cosine"
