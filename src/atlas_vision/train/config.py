@@ -172,11 +172,10 @@ class RunConfig:
     """Without progress bars, log a line every N optimizer updates; 0 = off (see ``log_every_s``)."""
     log_every_s: float = 10.0
     """Without progress bars, log a progress line (step, images/s, ETA) at least every N seconds; 0 = off."""
-    threads: int = 2
-    """torch intra-op CPU threads per process; 0 = torch's default (one per core).  The default is 2, what the 2-core
-    CPU has: the default run trained at 196 images/s with 2 threads against 154 with 1 (Zen 1 EPYC, one data worker,
-    2026-12-06, ``docs/benchmarks.md`` section 6); not one per core, since the tiny default model gains nothing from
-    many threads.  Set 0 for larger models on larger machines."""
+    threads: int = 1
+    """torch intra-op CPU threads per process; 0 = torch's default (one per core).  The default is 1: the default
+    model is overhead-bound (1 thread measured as fast as 2 on the 2-core CPU) and a second thread only spins against
+    the data worker; set 0 for larger models."""
     cpu_allocator: CpuAllocator = "keep"
     """On a CPU device: ``keep`` tells glibc's malloc to keep freed memory in the process (no fresh page-faulted map
     for every large activation: Atlas-B's 1024 px training step 10.3-10.9 s instead of 11.6-14.8 s on the 2-core
