@@ -12,7 +12,7 @@ manager; default ``"winograd"``):
 - ``"auto"``: ``"winograd"`` where both channel counts are >= ``WINOGRAD_MIN_CHANNELS`` and the image has >=
   ``WINOGRAD_MIN_POSITIONS`` positions, else ``"plain"``. Winograd's transforms cost per tile and channel while its
   saving is per channel *pair*, so with few channels (or few tiles per image) the transforms dominate. Not the
-  default although it was faster on every measured shape: it changes the rounding of the default run's ``atlas_tiny``
+  default although it was never more than 1.09x slower than the fastest algorithm (Winograd alone: 2.1x): it changes the rounding of the default run's ``atlas_tiny``
   (32-channel convs), whose five seeds were verified with Winograd, and that recipe proved sensitive to rounding (with
   ``auto``, 2 threads and 20 epochs, seed 4 stayed at chance; ``docs/benchmarks.md`` section 6). Opt in with
   ``with conv3x3_cpu_algorithm("auto"):``.
@@ -211,14 +211,14 @@ class Conv3x3(nn.Conv2d):
     def forward(self, x_bchw: torch.Tensor) -> torch.Tensor:
         if not _takes_cpu_fast_path(x_bchw, self.weight):
             return super().forward(x_bchw)
-        needs_grad = torch.is_grad_enabled() and (
-            x_bchw.requires_grad or any(p.requires_grad for p in (self.weight, self.bias) if p is not None)
-        )
         algorithm = current_cpu_algorithm()
         if algorithm == "auto":
             algorithm = auto_cpu_algorithm(x_bchw, self.weight)
         if algorithm == "plain":
             return super().forward(x_bchw)
+        needs_grad = torch.is_grad_enabled() and (
+            x_bchw.requires_grad or any(p.requires_grad for p in (self.weight, self.bias) if p is not None)
+        )
         if algorithm == "winograd":
             if needs_grad:
                 return _Conv3x3.apply(x_bchw, self.weight, self.bias, algorithm)
