@@ -107,7 +107,7 @@ WINOGRAD_MIN_CHANNELS = 96
 """``auto`` takes Winograd only where input and output both have at least this many channels (module docstring)."""
 WINOGRAD_MIN_POSITIONS = 32 * 32
 """... and the image at least this many positions (``H * W``); below, ``auto`` runs the plain convolution."""
-_cpu_algorithm: contextvars.ContextVar[str] = contextvars.ContextVar("conv3x3_cpu_algorithm", default="winograd")
+_cpu_algorithm: contextvars.ContextVar[str] = contextvars.ContextVar("conv3x3_cpu_algorithm", default="auto")
 
 
 @contextlib.contextmanager

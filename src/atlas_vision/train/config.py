@@ -82,7 +82,7 @@ class OptimConfig:
     """Optimizer epsilon; ``null`` = the optimizer's default."""
     clip_grad: float = 0.0
     """Clip the global gradient L2 norm to this value; 0 = no clipping."""
-    batch_size: int = 64
+    batch_size: int = 32
     """Per-device micro-batch size."""
     global_batch: int = 0
     """Images per optimizer update over all devices; 0 = batch_size x world size (no accumulation).
@@ -123,7 +123,7 @@ class OptimConfig:
 class ScheduleConfig:
     """Learning-rate schedule (timm ``create_scheduler_v2``), stepped once per optimizer update."""
 
-    epochs: int = 25
+    epochs: int = 12
     """Number of training epochs."""
     warmup_epochs: float = 1.0
     """Linear warm-up length in epochs (may be fractional)."""
@@ -172,7 +172,7 @@ class RunConfig:
     """Without progress bars, log a line every N optimizer updates; 0 = off (see ``log_every_s``)."""
     log_every_s: float = 10.0
     """Without progress bars, log a progress line (step, images/s, ETA) at least every N seconds; 0 = off."""
-    threads: int = 1
+    threads: int = 2
     """torch intra-op CPU threads per process; 0 = torch's default (one per core).  The default is 1: the default
     model is overhead-bound (1 thread measured as fast as 2 on the 2-core CPU) and a second thread only spins against
     the data worker; set 0 for larger models."""
