@@ -228,7 +228,7 @@ def child(spec: dict) -> dict:
     else:
         base = _rss_mb()
     context = torch.enable_grad() if train else torch.no_grad()
-    with context, conv3x3_cpu_algorithm(spec.get("conv3x3", "auto")):  # only Atlas's stem has Conv3x3 layers
+    with context, conv3x3_cpu_algorithm(spec.get("conv3x3", "winograd")):  # only Atlas's stem has Conv3x3 layers
         times, first_ms = _time(step, spec["warmup"], spec["iters"], device)
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else _peak_rss_mb()) - base
     return {
@@ -380,9 +380,9 @@ def main() -> int:
     parser.add_argument(
         "--conv3x3",
         choices=list(CONV3X3_ALGORITHMS),
-        default="auto",
-        help="the CPU algorithm of Atlas's stem 3x3 convs (atlas_vision.layers.conv3x3): auto (default: winograd "
-        "for >= 96 channels on >= 32x32 images, else plain), winograd, plain (nn.Conv2d) or direct (oneDNN "
+        default="winograd",
+        help="the CPU algorithm of Atlas's stem 3x3 convs (atlas_vision.layers.conv3x3): winograd (default), auto "
+        "(winograd for >= 96 channels on >= 32x32 images, else plain), plain (nn.Conv2d) or direct (oneDNN "
         "forward/input gradient, nine-GEMM weight gradient); other models have no Conv3x3 layers",
     )
     args = parser.parse_args()

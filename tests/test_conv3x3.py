@@ -113,7 +113,7 @@ def _count_calls(monkeypatch, name):
         (WINOGRAD_MIN_CHANNELS, 31, False),  # 31 x 31 positions: too few
     ],
 )
-def test_auto_is_the_default_and_takes_winograd_only_above_both_thresholds(
+def test_winograd_is_the_default_and_auto_takes_it_only_above_both_thresholds(
     monkeypatch, grad_mode, channels, side, auto_is_winograd
 ):
     assert WINOGRAD_MIN_POSITIONS == 32 * 32  # the cases above are built on it
@@ -131,7 +131,7 @@ def test_auto_is_the_default_and_takes_winograd_only_above_both_thresholds(
         with context, torch.set_grad_enabled(grad_mode != "no_grad"):
             y = conv(x)
         torch.testing.assert_close(y.detach(), expected, rtol=0, atol=1e-10)
-        winograd_calls = int(algorithm == "winograd" or (algorithm in (None, "auto") and auto_is_winograd))
+        winograd_calls = int(algorithm in (None, "winograd") or (algorithm == "auto" and auto_is_winograd))
         assert len(forward) == winograd_calls, (algorithm, forward)
         if grad_mode != "no_grad":
             (grad_x,) = torch.autograd.grad(y.sum(), x)
@@ -153,4 +153,4 @@ def test_both_algorithms_pass_gradcheck():
 def test_unknown_algorithm_is_a_clear_error():
     with pytest.raises(ValueError, match=r"'fft'.*valid: auto, winograd, plain, direct"), conv3x3_cpu_algorithm("fft"):
         pass
-    assert conv3x3_module.current_cpu_algorithm() == "auto"
+    assert conv3x3_module.current_cpu_algorithm() == "winograd"

@@ -1,8 +1,8 @@
-"""A 3x3, stride-1, padding-1 convolution with CPU fast paths, chosen per shape: Winograd F(2x2, 3x3) or oneDNN.
+"""A 3x3, stride-1, padding-1 convolution with CPU fast paths: Winograd F(2x2, 3x3) by default, or chosen per shape.
 
 ``Conv3x3`` is ``nn.Conv2d(in, out, 3, padding=1)`` (same parameters, names and values). On CPU, in float32/float64,
 outside autocast and compilers, it runs one of these algorithms, chosen by ``conv3x3_cpu_algorithm`` (a context
-manager; default ``"auto"``):
+manager; default ``"winograd"``):
 
 - ``"winograd"`` (``layers/winograd.py``): forward, input gradient and weight gradient each as 16 GEMMs over
   Winograd-transformed 2x2 output tiles, 4/9 of the direct arithmetic. With and without autograd.
@@ -11,11 +11,11 @@ manager; default ``"auto"``):
   without autograd a plain ``nn.Conv2d``. This was the fast path for Atlas-B's stem before Winograd; kept to compare.
 - ``"auto"``: ``"winograd"`` where both channel counts are >= ``WINOGRAD_MIN_CHANNELS`` and the image has >=
   ``WINOGRAD_MIN_POSITIONS`` positions, else ``"plain"``. Winograd's transforms cost per tile and channel while its
-  saving is per channel *pair*, so with few channels (or few tiles per image) the transforms dominate. The default
-  since 2026-12-06 (before: ``"winograd"`` everywhere), together with the default run's new recipe (batch 32, 12
-  epochs, 2 threads), whose five seeds and controls were verified with it (``docs/benchmarks.md`` section 6): the old
-  recipe proved sensitive to the rounding this changes (under ``auto``, 2 threads and 20 epochs at batch 64, seed 4
-  stayed at chance). Atlas-B and Atlas-S keep Winograd under ``auto`` (their stems are >= 96 channels on >= 32x32).
+  saving is per channel *pair*, so with few channels (or few tiles per image) the transforms dominate. Not the
+  default although it was never more than 1.09x slower than the fastest algorithm (Winograd alone: 2.1x): it changes the rounding of the default run's ``atlas_tiny``
+  (32-channel convs), whose five seeds were verified with Winograd, and that recipe proved sensitive to rounding (with
+  ``auto``, 2 threads and 20 epochs, seed 4 stayed at chance; ``docs/benchmarks.md`` section 6). Opt in with
+  ``with conv3x3_cpu_algorithm("auto"):``.
   Measured on the 2-core Zen 1 EPYC, fp32, 2026-12-06 (``python benchmarks/conv3x3_algorithms.py --threads 1 2``;
   all 192 rows, inference too, in ``docs/bench-core/conv3x3_algorithms_zen1.csv``; ``docs/benchmarks.md`` section 8),
   one forward + backward, median ms, 2 threads (1 thread in brackets); across all its shapes ``auto`` was within
@@ -107,7 +107,7 @@ WINOGRAD_MIN_CHANNELS = 96
 """``auto`` takes Winograd only where input and output both have at least this many channels (module docstring)."""
 WINOGRAD_MIN_POSITIONS = 32 * 32
 """... and the image at least this many positions (``H * W``); below, ``auto`` runs the plain convolution."""
-_cpu_algorithm: contextvars.ContextVar[str] = contextvars.ContextVar("conv3x3_cpu_algorithm", default="auto")
+_cpu_algorithm: contextvars.ContextVar[str] = contextvars.ContextVar("conv3x3_cpu_algorithm", default="winograd")
 
 
 @contextlib.contextmanager
@@ -126,7 +126,7 @@ def conv3x3_cpu_algorithm(name: str) -> Iterator[None]:
 
 
 def current_cpu_algorithm() -> str:
-    """The algorithm ``Conv3x3`` is set to use on CPU here (``"auto"`` unless ``conv3x3_cpu_algorithm`` says so)."""
+    """The algorithm ``Conv3x3`` is set to use on CPU here (``"winograd"`` unless ``conv3x3_cpu_algorithm`` says so)."""
     return _cpu_algorithm.get()
 
 

@@ -82,10 +82,8 @@ class OptimConfig:
     """Optimizer epsilon; ``null`` = the optimizer's default."""
     clip_grad: float = 0.0
     """Clip the global gradient L2 norm to this value; 0 = no clipping."""
-    batch_size: int = 32
-    """Per-device micro-batch size. 32 since 2026-12-06 (was 64): twice the updates per image leaves the default run's
-    plateau at chance sooner and more reliably (seed 4 under other rounding stayed at chance for 20 epochs at 64;
-    docs/benchmarks.md section 6)."""
+    batch_size: int = 64
+    """Per-device micro-batch size."""
     global_batch: int = 0
     """Images per optimizer update over all devices; 0 = batch_size x world size (no accumulation).
     Gradient accumulation = global_batch / (batch_size x world size), which must be a whole number."""
@@ -125,9 +123,8 @@ class OptimConfig:
 class ScheduleConfig:
     """Learning-rate schedule (timm ``create_scheduler_v2``), stepped once per optimizer update."""
 
-    epochs: int = 12
-    """Number of training epochs. 12 since 2026-12-06 (was 25 at batch 64): the default run within 10 minutes on the
-    slowest 2-core CPU measured; every verified seed was at >= 90% by epoch 3 (docs/benchmarks.md section 6)."""
+    epochs: int = 25
+    """Number of training epochs."""
     warmup_epochs: float = 1.0
     """Linear warm-up length in epochs (may be fractional)."""
     sched: str = "cosine"
@@ -175,11 +172,10 @@ class RunConfig:
     """Without progress bars, log a line every N optimizer updates; 0 = off (see ``log_every_s``)."""
     log_every_s: float = 10.0
     """Without progress bars, log a progress line (step, images/s, ETA) at least every N seconds; 0 = off."""
-    threads: int = 2
-    """torch intra-op CPU threads per process; 0 = torch's default (one per core).  The default is 2 (since
-    2026-12-06; was 1): on the 2-core Zen 1 EPYC the default run (then at batch 64) trained at 196 images/s with 2
-    against 154 with 1, data worker included.  A fixed number (not one per core) keeps the default run's rounding the same on bigger
-    machines; set 0 for larger models."""
+    threads: int = 1
+    """torch intra-op CPU threads per process; 0 = torch's default (one per core).  The default is 1: the default
+    model is overhead-bound (1 thread measured as fast as 2 on the 2-core CPU) and a second thread only spins against
+    the data worker; set 0 for larger models."""
     cpu_allocator: CpuAllocator = "keep"
     """On a CPU device: ``keep`` tells glibc's malloc to keep freed memory in the process (no fresh page-faulted map
     for every large activation: Atlas-B's 1024 px training step 10.3-10.9 s instead of 11.6-14.8 s on the 2-core
