@@ -173,9 +173,11 @@ class RunConfig:
     log_every_s: float = 10.0
     """Without progress bars, log a progress line (step, images/s, ETA) at least every N seconds; 0 = off."""
     threads: int = 1
-    """torch intra-op CPU threads per process; 0 = torch's default (one per core).  The default is 1: the default
-    model is overhead-bound (1 thread measured as fast as 2 on the 2-core CPU) and a second thread only spins against
-    the data worker; set 0 for larger models."""
+    """torch intra-op CPU threads per process; 0 = torch's default (one per core).  The default is 1 because the
+    default run's seeds were verified with 1-thread arithmetic, and 2 threads round differently (epoch-1 loss of seed
+    6: 0.701558 against 0.701700) -- not for speed: on the 2026-12-06 Zen 1 EPYC the default run trained at 181-196
+    images/s with 2 threads against 142-154 with 1 (on an earlier 2-core VM the two were as fast; docs/benchmarks.md
+    section 6).  Set 0 for larger models."""
     cpu_allocator: CpuAllocator = "keep"
     """On a CPU device: ``keep`` tells glibc's malloc to keep freed memory in the process (no fresh page-faulted map
     for every large activation: Atlas-B's 1024 px training step 10.3-10.9 s instead of 11.6-14.8 s on the 2-core
