@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import load_file
 from test_train_support import tiny_config
 
 from atlas_vision.train import run_training
@@ -82,6 +84,27 @@ def test_plots_mixup_ema_accumulation_clipping(tmp_path: Path) -> None:
     assert load_state(out / "checkpoints" / "last")["ema"] is not None
     for png in ("loss.png", "accuracy.png", "confusion_matrix.png"):
         assert (out / png).stat().st_size > 1000, png
+
+
+def test_clip_grad_bounds_the_update(tmp_path: Path) -> None:
+    """optim.clip_grad really clips (the default recipe relies on it: docs/benchmarks.md section 6).  One plain SGD
+    update (no momentum, no weight decay) from the same initial weights and batch with clip c and with clip 2c: when
+    both clip, the two updates are lr*c and lr*2c along the same direction, so the two trained models differ by
+    exactly lr*c in L2 norm.  Without clipping they would be identical."""
+    lr, clip = 1.0, 1e-2
+    trained = []
+    for i, c in enumerate((clip, 2 * clip)):
+        cfg = tiny_config(
+            tmp_path / f"run{i}",
+            data={"train_samples": 8},  # one batch of 8 = one update
+            optim={"opt": "momentum", "momentum": 0.0, "lr": lr, "weight_decay": 0.0, "clip_grad": c},
+            schedule={"warmup_epochs": 0, "min_lr": lr},  # a constant lr
+        )
+        assert run_training(cfg)["steps"] == 1
+        trained.append(load_file(str(tmp_path / f"run{i}" / "checkpoints" / "last" / "model.safetensors")))
+    weights = [k for k, v in trained[0].items() if v.is_floating_point() and "running_" not in k]
+    diff = torch.cat([(trained[1][k] - trained[0][k]).double().flatten() for k in weights])
+    assert diff.norm().item() == pytest.approx(lr * clip, rel=0.02)
 
 
 def test_accumulation_short_last_group(tmp_path: Path) -> None:
