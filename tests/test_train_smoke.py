@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from test_train_support import tiny_config
 
 from atlas_vision.train import run_training
-from atlas_vision.train.checkpoint import load_state, read_meta
+from atlas_vision.train.checkpoint import WEIGHTS_FILE, load_state, read_meta
 
 TASKS = {
     "fake": {"data": {"task": "fake"}},
@@ -101,7 +101,7 @@ def test_clip_grad_bounds_the_update(tmp_path: Path) -> None:
             schedule={"warmup_epochs": 0, "min_lr": lr},  # a constant lr
         )
         assert run_training(cfg)["steps"] == 1
-        trained.append(load_file(str(tmp_path / f"run{i}" / "checkpoints" / "last" / "model.safetensors")))
+        trained.append(load_file(str(tmp_path / f"run{i}" / "checkpoints" / "last" / WEIGHTS_FILE)))
     weights = [k for k, v in trained[0].items() if v.is_floating_point() and "running_" not in k]
     diff = torch.cat([(trained[1][k] - trained[0][k]).double().flatten() for k in weights])
     assert diff.norm().item() == pytest.approx(lr * clip, rel=0.02)

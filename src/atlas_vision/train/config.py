@@ -83,7 +83,7 @@ class OptimConfig:
     clip_grad: float = 1.0
     """Clip the global gradient L2 norm to this value; 0 = no clipping.  1.0 since 2026-12-07: without it, seed 12
     of the default run learnt the task (training loss 0.02) and then lost it for good to one update whose gradient
-    norm was 55 (typical: 0.5-1.7) (docs/benchmarks.md section 6).  The paper's recipe does not clip; its configs
+    norm was 55 (0.2-1.7 before it; docs/benchmarks.md section 6).  The paper's recipe does not clip; its configs
     (configs/hr_in100_*.yaml) set 0."""
     batch_size: int = 64
     """Per-device micro-batch size."""
@@ -127,8 +127,8 @@ class ScheduleConfig:
     """Learning-rate schedule (timm ``create_scheduler_v2``), stepped once per optimizer update."""
 
     epochs: int = 15
-    """Number of training epochs.  15 since 2026-12-07 (25 before): every passing seed of the default run is at
-    >= 90 % by epoch 4, and 15 epochs keep one run alone within 10 minutes on a slow 2-core CPU."""
+    """Number of training epochs.  15 since 2026-12-07 (25 before): every seed of the default run that learnt the
+    task was at >= 90 % by epoch 9 (all but one by epoch 5), and 15 epochs keep one run alone within 10 minutes on a slow 2-core CPU."""
     warmup_epochs: float = 1.0
     """Linear warm-up length in epochs (may be fractional)."""
     sched: str = "cosine"
