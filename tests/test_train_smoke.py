@@ -38,6 +38,8 @@ def _check_run_dir(out: Path, summary: dict, steps: int) -> None:
         "epoch",
         "step",
         "train_loss",
+        "grad_norm_mean",
+        "grad_norm_max",
         "val_loss",
         "val_top1",
         "val_top5",
@@ -82,7 +84,7 @@ def test_plots_mixup_ema_accumulation_clipping(tmp_path: Path) -> None:
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2] and "val_top1_ema" in records[-1]
     assert load_state(out / "checkpoints" / "last")["ema"] is not None
-    for png in ("loss.png", "accuracy.png", "confusion_matrix.png"):
+    for png in ("loss.png", "accuracy.png", "grad_norm.png", "confusion_matrix.png"):
         assert (out / png).stat().st_size > 1000, png
 
 
@@ -105,6 +107,31 @@ def test_clip_grad_bounds_the_update(tmp_path: Path) -> None:
     weights = [k for k, v in trained[0].items() if v.is_floating_point() and "running_" not in k]
     diff = torch.cat([(trained[1][k] - trained[0][k]).double().flatten() for k in weights])
     assert diff.norm().item() == pytest.approx(lr * clip, rel=0.02)
+
+
+def test_logged_grad_norm_is_the_norm_of_the_update(tmp_path: Path) -> None:
+    """metrics.jsonl's grad_norm is the gradient's L2 norm before clipping.  One plain SGD update (no momentum, no
+    weight decay, no clipping) with lr 1 and with lr 2 from the same weights and batch: the two trained models differ
+    by exactly the gradient, so their distance is the norm both runs must log.  A third run clipped far below that
+    norm must log the same (unclipped) value."""
+    trained, logged = [], []
+    for i, (lr, clip) in enumerate(((1.0, 0.0), (2.0, 0.0), (1.0, 1e-3))):
+        cfg = tiny_config(
+            tmp_path / f"run{i}",
+            data={"train_samples": 8},  # one batch of 8 = one update
+            optim={"opt": "momentum", "momentum": 0.0, "lr": lr, "weight_decay": 0.0, "clip_grad": clip},
+            schedule={"warmup_epochs": 0, "min_lr": lr},  # a constant lr
+        )
+        assert run_training(cfg)["steps"] == 1
+        trained.append(load_file(str(tmp_path / f"run{i}" / "checkpoints" / "last" / WEIGHTS_FILE)))
+        (record,) = [json.loads(line) for line in (tmp_path / f"run{i}" / "metrics.jsonl").read_text().splitlines()]
+        assert record["grad_norm_mean"] == record["grad_norm_max"]  # one update
+        logged.append(record["grad_norm_max"])
+    weights = [k for k, v in trained[0].items() if v.is_floating_point() and "running_" not in k]
+    update = torch.cat([(trained[1][k] - trained[0][k]).double().flatten() for k in weights])
+    assert update.norm().item() > 10 * 1e-3  # so the third run really clipped
+    assert logged[0] == pytest.approx(update.norm().item(), rel=1e-4)
+    assert logged[1] == pytest.approx(logged[0], rel=1e-6) and logged[2] == pytest.approx(logged[0], rel=1e-6)
 
 
 def test_accumulation_short_last_group(tmp_path: Path) -> None:

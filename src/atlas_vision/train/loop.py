@@ -6,8 +6,9 @@ Gradient accumulation (``accum`` micro-batches per optimizer update):
   carried into the next epoch (the reference code let leftovers roll over);
 * each micro-batch loss is divided by its group's size, so an update averages its micro-batches;
 * under DDP, non-final micro-steps run inside ``no_sync()`` (one gradient all-reduce per update, not per micro-step);
-* after each update: optional gradient clipping (after unscaling), optimizer + scaler step, scheduler
-  ``step_update(update_step)``, EMA update, and an all-ranks check of the stop flag (SIGINT/SIGTERM).
+* after each update: the global gradient norm (after unscaling, before clipping; its epoch mean and max go to
+  ``metrics.jsonl``), optional gradient clipping, optimizer + scaler step, scheduler ``step_update(update_step)``,
+  EMA update, and an all-ranks check of the stop flag (SIGINT/SIGTERM).
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def _to_device(images: torch.Tensor, labels: torch.Tensor, parts: TrainParts) ->
     if parts.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     return images, labels
+
+
+def _grad_norm(model: nn.Module) -> torch.Tensor:
+    """Global L2 norm of ``model``'s gradients (0-dim; ``0`` if none has a gradient), as ``clip_grad_norm_`` sees it."""
+    return torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
 
 
 def _micro_step(
@@ -180,10 +186,11 @@ def train_one_epoch(
             continue
 
         lr = optimizer.param_groups[0]["lr"]
+        if state.scaler is not None:
+            state.scaler.unscale_(optimizer)  # the norm (and the clip) in the loss's own units
+        grad_norm = _grad_norm(state.model)  # before clipping: a spike shows in metrics.jsonl even when clipped
         if parts.clip_grad > 0:
-            if state.scaler is not None:
-                state.scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(state.model.parameters(), parts.clip_grad)
+            torch.nn.utils.clip_grads_with_norm_(state.model.parameters(), parts.clip_grad, grad_norm)
         if state.scaler is not None:
             state.scaler.step(optimizer)
             state.scaler.update()
@@ -196,7 +203,7 @@ def train_one_epoch(
         if state.ema is not None:
             state.ema.update(state.model, step=update_step)
 
-        loss_sum = float(pending_loss)  # one host sync per update
+        loss_sum, grad_norm_value = torch.stack([pending_loss, grad_norm.to(pending_loss)]).tolist()  # one sync
         group_images = sum(p[0] for p in pending)
         if not math.isfinite(loss_sum):
             raise FloatingPointError(
@@ -206,6 +213,7 @@ def train_one_epoch(
         compute_s = time.perf_counter() - t1 + sum(p[3] for p in pending[:-1])
         for k, (n_k, skipped_k, data_k, _) in enumerate(pending):
             stats.add(loss_sum if k == 0 else 0.0, n_k, skipped_k, data_k, compute_s if k == 0 else 0.0)
+        stats.add_update(grad_norm_value)
         pending_loss.zero_()
         pending.clear()
         batches_done = i

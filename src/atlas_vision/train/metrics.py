@@ -6,6 +6,7 @@ All accuracies are percentages in [0, 100].
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,19 @@ class EpochStats:
     data_s: float = 0.0
     """Seconds spent waiting for the data loader."""
     micro_batches: int = 0
+    grad_norm_sum: float = 0.0
+    """Sum over optimizer updates of the global gradient L2 norm before clipping (finite norms only)."""
+    grad_norm_max: float = 0.0
+    grad_norm_updates: int = 0
+    """Updates counted in ``grad_norm_sum``: a non-finite norm (an fp16 overflow, whose update the grad scaler
+    skips) is left out of the mean and max."""
+
+    def add_update(self, grad_norm: float) -> None:
+        """Record one optimizer update's gradient norm."""
+        if math.isfinite(grad_norm):
+            self.grad_norm_sum += grad_norm
+            self.grad_norm_max = max(self.grad_norm_max, grad_norm)
+            self.grad_norm_updates += 1
 
     def add(self, loss_sum: float, images: int, skipped: int, data_s: float, compute_s: float) -> None:
         self.loss_sum += loss_sum
@@ -138,7 +152,8 @@ class EpochStats:
 
 def reduce_epoch_stats(stats: EpochStats, ctx: DistContext) -> dict[str, float]:
     """Sum an epoch's statistics over ranks: mean ``train_loss``, global ``images_per_s``, ``data_wait_frac``,
-    image and skipped counts, and per-rank mean ``train_s`` / ``data_s``."""
+    image and skipped counts, per-rank mean ``train_s`` / ``data_s``, and the mean and max gradient norm of the
+    epoch's updates (not reduced: DDP averages gradients before they are measured, so every rank holds the same)."""
     t = torch.tensor(
         [stats.loss_sum, stats.images, stats.skipped, stats.data_s, stats.compute_s],
         dtype=torch.float64,
@@ -154,6 +169,8 @@ def reduce_epoch_stats(stats: EpochStats, ctx: DistContext) -> dict[str, float]:
         "data_wait_frac": data_s / busy if busy > 0 else 0.0,
         "data_s": data_s / ctx.world_size,
         "train_s": busy / ctx.world_size,
+        "grad_norm_mean": stats.grad_norm_sum / max(stats.grad_norm_updates, 1),
+        "grad_norm_max": stats.grad_norm_max,
     }
 
 

@@ -19,24 +19,34 @@ def _pyplot() -> ModuleType:
     return plt
 
 
+def _plottable(value: float | None, yscale: str) -> float | None:
+    """``value``, or ``None`` (a gap in the curve) where it is missing or, on a log scale, not positive."""
+    return None if value is None or (yscale == "log" and value <= 0) else value
+
+
 def plot_curves(records: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """Write ``loss.png`` (train and val loss) and ``accuracy.png`` (val top-1/top-5) against epoch."""
+    """Write ``loss.png`` (train and val loss), ``accuracy.png`` (val top-1/top-5) and ``grad_norm.png`` (the epoch's
+    mean and max gradient norm before clipping, log scale) against epoch."""
     if not records:
         return []
     plt = _pyplot()
     epochs = [r["epoch"] for r in records]
     written = []
-    for name, keys, ylabel in (
-        ("loss.png", ("train_loss", "val_loss"), "loss"),
-        ("accuracy.png", ("val_top1", "val_top5"), "accuracy (%)"),
+    for name, keys, ylabel, yscale in (
+        ("loss.png", ("train_loss", "val_loss"), "loss", "linear"),
+        ("accuracy.png", ("val_top1", "val_top5"), "accuracy (%)", "linear"),
+        ("grad_norm.png", ("grad_norm_mean", "grad_norm_max"), "gradient L2 norm before clipping", "log"),
     ):
+        series = {key: [_plottable(r.get(key), yscale) for r in records] for key in keys}
+        series = {key: ys for key, ys in series.items() if any(y is not None for y in ys)}
+        if not series:  # e.g. grad_norm.png of a run resumed from a version that did not log the norm
+            continue
         fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-        for key in keys:
-            ys = [r.get(key) for r in records]
-            if any(y is not None for y in ys):
-                ax.plot(epochs, ys, marker="o", markersize=3, label=key)
+        for key, ys in series.items():
+            ax.plot(epochs, ys, marker="o", markersize=3, label=key)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
+        ax.set_yscale(yscale)
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()

@@ -107,6 +107,7 @@ def format_epoch(record: dict[str, Any], epochs: int) -> str:
     )
     return (
         f"epoch {r['epoch']}/{epochs} step {r['step']}  train_loss {r['train_loss']:.4f}{val}  lr {r['lr']:.2e}  "
+        f"grad_norm {r['grad_norm_mean']:.3g} (max {r['grad_norm_max']:.3g})  "
         f"{r['images_per_s']:.1f} img/s  data-wait {100 * r['data_wait_frac']:.0f}%  ({r['epoch_s']:.1f}s)"
     )
 

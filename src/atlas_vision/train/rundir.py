@@ -8,7 +8,7 @@ start and at the end of a run.
       config.yaml          fully resolved TrainConfig
       metrics.jsonl        one JSON object per evaluation
       summary.json         final numbers (accuracies in %)
-      loss.png accuracy.png confusion_matrix.png (<= 20 classes)
+      loss.png accuracy.png grad_norm.png confusion_matrix.png (<= 20 classes)
       checkpoints/last/    latest checkpoint (every epoch, every run.ckpt_every_steps, on SIGINT/SIGTERM)
       checkpoints/best/    checkpoint with the best val top-1
       tensorboard/         (run.tensorboard)

@@ -203,7 +203,9 @@ class Trainer:
             "epoch": done,
             "step": p.update_step,
             "lr": self.state.optimizer.param_groups[0]["lr"],
-            **{key: train[key] for key in ("train_loss", "images_per_s", "data_wait_frac")},
+            **{
+                k: train[k] for k in ("train_loss", "grad_norm_mean", "grad_norm_max", "images_per_s", "data_wait_frac")
+            },
             "train_skipped": int(train["skipped"]),
         }
         result, improved = None, False
