@@ -88,49 +88,52 @@ def test_plots_mixup_ema_accumulation_clipping(tmp_path: Path) -> None:
         assert (out / png).stat().st_size > 1000, png
 
 
+def _one_sgd_update(out: Path, lr: float, clip: float) -> tuple[dict[str, torch.Tensor], dict]:
+    """Train the tiny model for exactly one plain SGD update (no momentum, no weight decay, constant lr) on one batch
+    of 8; the same initial weights and batch for every call.  Returns the trained weights (BatchNorm running
+    statistics left out) and the one ``metrics.jsonl`` record."""
+    cfg = tiny_config(
+        out,
+        data={"train_samples": 8},  # one batch of 8 = one update
+        optim={"opt": "momentum", "momentum": 0.0, "lr": lr, "weight_decay": 0.0, "clip_grad": clip},
+        schedule={"warmup_epochs": 0, "min_lr": lr},  # a constant lr
+    )
+    assert run_training(cfg)["steps"] == 1
+    trained = load_file(str(out / "checkpoints" / "last" / WEIGHTS_FILE))
+    weights = {k: v.double() for k, v in trained.items() if v.is_floating_point() and "running_" not in k}
+    (record,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return weights, record
+
+
+def _distance(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """L2 norm of the difference of two weight sets, as one vector."""
+    return torch.cat([(b[k] - a[k]).flatten() for k in a]).norm().item()
+
+
 def test_clip_grad_bounds_the_update(tmp_path: Path) -> None:
-    """optim.clip_grad really clips (the default recipe relies on it: docs/benchmarks.md section 6).  One plain SGD
-    update (no momentum, no weight decay) from the same initial weights and batch with clip c and with clip 2c: when
-    both clip, the two updates are lr*c and lr*2c along the same direction, so the two trained models differ by
-    exactly lr*c in L2 norm.  Without clipping they would be identical."""
+    """optim.clip_grad really clips (the default recipe relies on it: docs/benchmarks.md section 6).  One SGD update
+    from the same weights and batch with clip c and with clip 2c: when both clip, the two updates are lr*c and lr*2c
+    along the same direction, so the two trained models differ by exactly lr*c in L2 norm.  Without clipping they
+    would be identical."""
     lr, clip = 1.0, 1e-2
-    trained = []
-    for i, c in enumerate((clip, 2 * clip)):
-        cfg = tiny_config(
-            tmp_path / f"run{i}",
-            data={"train_samples": 8},  # one batch of 8 = one update
-            optim={"opt": "momentum", "momentum": 0.0, "lr": lr, "weight_decay": 0.0, "clip_grad": c},
-            schedule={"warmup_epochs": 0, "min_lr": lr},  # a constant lr
-        )
-        assert run_training(cfg)["steps"] == 1
-        trained.append(load_file(str(tmp_path / f"run{i}" / "checkpoints" / "last" / WEIGHTS_FILE)))
-    weights = [k for k, v in trained[0].items() if v.is_floating_point() and "running_" not in k]
-    diff = torch.cat([(trained[1][k] - trained[0][k]).double().flatten() for k in weights])
-    assert diff.norm().item() == pytest.approx(lr * clip, rel=0.02)
+    (w1, _), (w2, _) = (_one_sgd_update(tmp_path / f"run{i}", lr, c) for i, c in enumerate((clip, 2 * clip)))
+    assert _distance(w1, w2) == pytest.approx(lr * clip, rel=0.02)
 
 
 def test_logged_grad_norm_is_the_norm_of_the_update(tmp_path: Path) -> None:
-    """metrics.jsonl's grad_norm is the gradient's L2 norm before clipping.  One plain SGD update (no momentum, no
-    weight decay, no clipping) with lr 1 and with lr 2 from the same weights and batch: the two trained models differ
-    by exactly the gradient, so their distance is the norm both runs must log.  A third run clipped far below that
-    norm must log the same (unclipped) value."""
-    trained, logged = [], []
-    for i, (lr, clip) in enumerate(((1.0, 0.0), (2.0, 0.0), (1.0, 1e-3))):
-        cfg = tiny_config(
-            tmp_path / f"run{i}",
-            data={"train_samples": 8},  # one batch of 8 = one update
-            optim={"opt": "momentum", "momentum": 0.0, "lr": lr, "weight_decay": 0.0, "clip_grad": clip},
-            schedule={"warmup_epochs": 0, "min_lr": lr},  # a constant lr
-        )
-        assert run_training(cfg)["steps"] == 1
-        trained.append(load_file(str(tmp_path / f"run{i}" / "checkpoints" / "last" / WEIGHTS_FILE)))
-        (record,) = [json.loads(line) for line in (tmp_path / f"run{i}" / "metrics.jsonl").read_text().splitlines()]
+    """metrics.jsonl's grad_norm is the gradient's L2 norm before clipping.  One SGD update without clipping with
+    lr 1 and with lr 2 from the same weights and batch: the two trained models differ by exactly the gradient, so
+    their distance is the norm both runs must log.  A third run clipped far below that norm must log the same
+    (unclipped) value."""
+    runs = [
+        _one_sgd_update(tmp_path / f"run{i}", lr, c) for i, (lr, c) in enumerate(((1.0, 0.0), (2.0, 0.0), (1.0, 1e-3)))
+    ]
+    for _, record in runs:
         assert record["grad_norm_mean"] == record["grad_norm_max"]  # one update
-        logged.append(record["grad_norm_max"])
-    weights = [k for k, v in trained[0].items() if v.is_floating_point() and "running_" not in k]
-    update = torch.cat([(trained[1][k] - trained[0][k]).double().flatten() for k in weights])
-    assert update.norm().item() > 10 * 1e-3  # so the third run really clipped
-    assert logged[0] == pytest.approx(update.norm().item(), rel=1e-4)
+    logged = [record["grad_norm_max"] for _, record in runs]
+    gradient_norm = _distance(runs[0][0], runs[1][0])
+    assert gradient_norm > 10 * 1e-3  # so the third run really clipped
+    assert logged[0] == pytest.approx(gradient_norm, rel=1e-4)
     assert logged[1] == pytest.approx(logged[0], rel=1e-6) and logged[2] == pytest.approx(logged[0], rel=1e-6)
 
 
