@@ -132,13 +132,8 @@ class ScheduleConfig:
     minutes on a slow 2-core CPU."""
     warmup_epochs: float = 1.0
     """Linear warm-up length in epochs (may be fractional)."""
-    sched: str = "wsd"
-    """timm scheduler name: wsd, cosine, tanh, step, multistep, poly, constant, ...  The default ``wsd`` (warm-up,
-    stable, decay) holds the peak rate until the last 20 % of the epochs, then decays it to ``min_lr``.  It replaced
-    cosine on 2026-12-07: the default run must leave a plateau at chance, and under cosine (which has halved the rate
-    by mid-run) seeds 7 and 15 of 0-19 stayed on it for all 15 epochs; under wsd seeds 5-19 all left it, two of
-    them at epochs 12 and 13, when cosine's rate is below a fifth of the peak (docs/benchmarks.md section 6 has every
-    seed).  The paper's recipes (configs/hr_in100_*.yaml) keep cosine."""
+    sched: str = "cosine"
+    """timm scheduler name: cosine, tanh, step, multistep, poly, constant, wsd, ..."""
     min_lr: float = 1e-5
     """Final learning rate of the decay."""
     warmup_lr: float = 1e-5
