@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -119,3 +120,30 @@ def test_collect_runs_appends_and_refuses_duplicates_and_interrupted_runs(tmp_pa
     assert collect_runs.main() == 2
     with open(out, newline="") as f:
         assert len(list(csv.DictReader(f))) == 2  # nothing written by the refused calls
+
+
+plateau_probe = _load("plateau_probe")
+
+
+def test_plateau_probe_linear_probe_finds_a_linear_target_and_not_a_random_one() -> None:
+    n = plateau_probe.N_TRAIN + plateau_probe.N_TEST
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(n, 8, generator=g)
+    linear = (features[:, 0] - 0.5 * features[:, 3] > 0).long()  # a linear function of the features
+    unrelated = torch.randint(0, 3, (n,), generator=g)  # independent of them
+    test = slice(plateau_probe.N_TRAIN, None)
+    assert (plateau_probe.linear_probe(features, linear) == linear[test]).float().mean() > 0.97
+    assert (plateau_probe.linear_probe(features, unrelated) == unrelated[test]).float().mean() < 0.40
+
+
+def test_plateau_probe_weight_norms_cover_every_weight_matrix_once() -> None:
+    import timm
+
+    import atlas_vision  # noqa: F401
+
+    model = timm.create_model("test_atlas", num_classes=2)
+    norms = plateau_probe.weight_norms(model)
+    assert {"stem", "head"} <= set(norms) and any(k.startswith("stages.1:") for k in norms)
+    matrices = [t for name, t in model.state_dict().items() if name.endswith("weight") and t.dim() >= 2]
+    total = sum(float(t.square().sum()) for t in matrices) ** 0.5
+    assert sum(v**2 for v in norms.values()) ** 0.5 == pytest.approx(total, rel=1e-6)
