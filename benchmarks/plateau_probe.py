@@ -30,8 +30,9 @@ N_TRAIN, N_TEST = 3000, 1000
 
 def probe_images() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The images ``[N, 3, 64, 64]`` and their targets ``{name: [N] int64}``."""
-    from atlas_vision.data.longrange import LongRangeDataset, LongRangeParams
+    from atlas_vision.data.longrange import COLOUR_NAMES, LongRangeDataset, LongRangeParams
 
+    red = COLOUR_NAMES.index("red")
     data = LongRangeDataset(N_TRAIN + N_TEST, "test", seed=123, params=LongRangeParams(img_size=(64, 64)))
     images, targets = [], {"label": [], "marked_red": [], "all_red": []}
     for index in range(len(data)):
@@ -39,8 +40,8 @@ def probe_images() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         image, label = data[index]
         images.append(image)
         targets["label"].append(label)
-        targets["marked_red"].append(int((scene.colours[list(scene.marked)] == 0).sum()))  # colour 0 = red
-        targets["all_red"].append(min(int((scene.colours == 0).sum()), 9))
+        targets["marked_red"].append(int((scene.colours[list(scene.marked)] == red).sum()))
+        targets["all_red"].append(min(int((scene.colours == red).sum()), 9))
     return torch.stack(images), {k: torch.tensor(v) for k, v in targets.items()}
 
 
@@ -91,10 +92,8 @@ def weight_norms(model: torch.nn.Module) -> dict[str, float]:
     for name, tensor in model.state_dict().items():
         if not name.endswith("weight") or tensor.dim() < 2:  # matrices and kernels only (no norms, no biases)
             continue
-        parts = name.split(".")
-        group = (
-            "stem" if parts[0] == "stem" else f"{parts[0]}.{parts[1]}:{parts[-2]}" if parts[0] == "stages" else parts[0]
-        )
+        parts = name.split(".")  # e.g. stages.0.blocks.1.attn.q.weight -> "stages.0:q"
+        group = f"stages.{parts[1]}:{parts[-2]}" if parts[0] == "stages" else parts[0]
         groups[group] = groups.get(group, 0.0) + float(tensor.float().square().sum())
     return {k: v**0.5 for k, v in groups.items()}
 
@@ -111,9 +110,10 @@ def main() -> None:
     for spec in args.models:
         name, model = load_model(spec)
         features = pooled_features(model, images)
-        acc = {k: float((linear_probe(features, targets[k]) == test[k]).float().mean()) for k in targets}
-        via_count = linear_probe(features, targets["marked_red"]) != 1
-        acc["label_via_count"] = float((via_count.long() == test["label"]).float().mean())
+        predicted = {k: linear_probe(features, targets[k]) for k in targets}
+        acc = {k: float((predicted[k] == test[k]).float().mean()) for k in targets}
+        same_via_count = (predicted["marked_red"] != 1).long()  # "same" = both ringed objects red, or neither
+        acc["label_via_count"] = float((same_via_count == test["label"]).float().mean())
         print(
             f"{name} | {acc['label']:.3f} | {acc['marked_red']:.3f} | {acc['label_via_count']:.3f} | {acc['all_red']:.3f}",
             flush=True,
