@@ -30,7 +30,7 @@ N_TRAIN, N_TEST = 3000, 1000
 
 def probe_images() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The images ``[N, 3, 64, 64]`` and their targets ``{name: [N] int64}``."""
-    from atlas_vision.data.longrange import COLOUR_NAMES, LongRangeDataset, LongRangeParams
+    from atlas_vision.data.longrange import COLOUR_NAMES, LongRangeDataset, LongRangeParams, marked_red_count
 
     red = COLOUR_NAMES.index("red")
     data = LongRangeDataset(N_TRAIN + N_TEST, "test", seed=123, params=LongRangeParams(img_size=(64, 64)))
@@ -40,7 +40,7 @@ def probe_images() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         image, label = data[index]
         images.append(image)
         targets["label"].append(label)
-        targets["marked_red"].append(int((scene.colours[list(scene.marked)] == red).sum()))
+        targets["marked_red"].append(marked_red_count(scene))
         targets["all_red"].append(min(int((scene.colours == red).sum()), 9))
     return torch.stack(images), {k: torch.tensor(v) for k, v in targets.items()}
 

@@ -12,7 +12,7 @@ from atlas_vision.data.cache import CachedDataset
 from atlas_vision.data.config import VOLUME_TASKS, DataConfig
 from atlas_vision.data.fake import FakeDataset
 from atlas_vision.data.folder import ImageFolderDataset, find_classes
-from atlas_vision.data.longrange import LongRangeDataset, LongRangeParams
+from atlas_vision.data.longrange import LongRangeAuxDataset, LongRangeDataset, LongRangeParams
 from atlas_vision.data.pathfinder import PathfinderDataset, pathfinder_preset
 from atlas_vision.data.procedural import ProceduralDataset
 from atlas_vision.data.transforms import build_transform, describe_transforms
@@ -50,6 +50,8 @@ class Datasets:
         mean: per-channel mean the images were normalised with (``x = (pixel / 255 - mean) / std``).
         std: per-channel standard deviation of that normalisation.
         transforms: the effective preprocessing in one line (:func:`describe_transforms`), to print at start.
+        aux_classes: classes of the training set's auxiliary target (0 = none): its items are then
+            ``(image, targets int64 [2])`` = ``(label, auxiliary target)``; the validation set keeps plain labels.
     """
 
     train: Dataset
@@ -60,14 +62,17 @@ class Datasets:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     transforms: str = ""
+    aux_classes: int = 0
 
 
-def build_datasets(cfg: DataConfig, seed: int) -> Datasets:
+def build_datasets(cfg: DataConfig, seed: int, with_aux_target: bool = False) -> Datasets:
     """Build the train and validation sets of ``cfg.task``.
 
     Args:
         cfg: the data configuration.
         seed: data seed of the procedural tasks (sample ``i`` of a split is a pure function of it); unused by folder.
+        with_aux_target: give the training set its task's auxiliary target where the task has one (``longrange``:
+            :class:`~atlas_vision.data.longrange.LongRangeAuxDataset`); other tasks ignore it.
 
     Returns:
         A ``Datasets``.
@@ -103,21 +108,30 @@ def build_datasets(cfg: DataConfig, seed: int) -> Datasets:
             (1.0,) * 3,
             describe_transforms(cfg),
         )
-    train = make_procedural(cfg, "train", seed, cfg.train_samples)
+    with_aux_target = with_aux_target and cfg.task == "longrange"
+    if with_aux_target and cfg.cache_dir:
+        raise ValueError(
+            f"config key 'data.cache_dir' ({cfg.cache_dir!r}) stores images and labels only, not the longrange "
+            "task's auxiliary target; drop data.cache_dir or turn the target off with --optim.aux_weight 0"
+        )
+    train = make_procedural(cfg, "train", seed, cfg.train_samples, with_aux_target)
     val = make_procedural(cfg, "val", seed, cfg.val_samples)
     meta = (len(train.class_names), train.in_chans, train.class_names, train.mean, train.std, describe_transforms(cfg))
     if cfg.cache_dir:
         return Datasets(CachedDataset(train, cfg.cache_dir), CachedDataset(val, cfg.cache_dir), *meta)
-    return Datasets(train, val, *meta)
+    return Datasets(train, val, *meta, aux_classes=LongRangeAuxDataset.aux_classes if with_aux_target else 0)
 
 
-def make_procedural(cfg: DataConfig, split: str, seed: int, num_samples: int) -> ProceduralDataset:
-    """The procedural data set (``longrange`` or ``pathfinder``) of ``cfg`` for one split, without caching."""
+def make_procedural(
+    cfg: DataConfig, split: str, seed: int, num_samples: int, with_aux_target: bool = False
+) -> ProceduralDataset:
+    """The procedural data set (``longrange`` or ``pathfinder``) of ``cfg`` for one split, without caching;
+    ``with_aux_target``: the longrange set with its auxiliary target (:class:`LongRangeAuxDataset`)."""
     if cfg.task == "longrange":
         params = LongRangeParams(img_size=cfg.img_size, object_size=cfg.object_size)
         if cfg.clutter is not None:
             params = replace(params, clutter=cfg.clutter)
-        return LongRangeDataset(num_samples, split, seed, params)
+        return (LongRangeAuxDataset if with_aux_target else LongRangeDataset)(num_samples, split, seed, params)
     if cfg.task == "pathfinder":
         return PathfinderDataset(num_samples, split, seed, pathfinder_preset(cfg.img_size[0], cfg.contour_length))
     raise ValueError(f"task {cfg.task!r} is not procedural; procedural tasks: longrange, pathfinder")

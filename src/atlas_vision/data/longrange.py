@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import torch
 
-from atlas_vision.data.procedural import ProceduralDataset
+from atlas_vision.data.procedural import ProceduralDataset, uint8_to_tensor
 
 # Two colours, so "same colour" is one bit per object. With four (red, green, blue, yellow) the default run learnt
 # one colour bit (the green channel), answered "same" for red/blue and green/yellow pairs and stayed at 81.6 % for
@@ -238,3 +239,28 @@ class LongRangeDataset(ProceduralDataset):
     def render(self, index: int) -> tuple[np.ndarray, int]:
         scene = self.scene(index)
         return draw_scene(self.params, scene), scene.label
+
+
+class LongRangeAuxDataset(LongRangeDataset):
+    """The longrange task with its auxiliary target: items ``(image [3, H, W], targets int64 [2])`` where
+    ``targets = (label, marked_red_count(scene))``.
+
+    The trainer adds a cross-entropy loss on the second column (:mod:`atlas_vision.train.aux_head`): a first-order
+    reason to keep the colours of the ringed objects in the pooled features, which a run stuck at chance otherwise
+    loses (``docs/benchmarks.md`` section 6).  It does not give away the label: "same" is "count != 1", which a
+    linear head on pooled features cannot read off a linear count (logistic regression on the count alone has zero
+    slope, by the symmetry ``count -> 2 - count``), so a window-only model stays at chance with it too.
+    """
+
+    #: Classes of the auxiliary target: 0, 1 or 2 of the ringed objects are red.
+    aux_classes = 3
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        scene = self.scene(self.stream_index(index))
+        image = uint8_to_tensor(draw_scene(self.params, scene), self.mean, self.std)
+        return image, torch.tensor([scene.label, marked_red_count(scene)], dtype=torch.int64)
+
+
+def marked_red_count(scene: Scene) -> int:
+    """How many of the two ringed objects of ``scene`` are red: 0, 1 or 2 (the label is "same" iff not 1)."""
+    return int((scene.colours[list(scene.marked)] == COLOUR_NAMES.index("red")).sum())

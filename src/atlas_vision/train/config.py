@@ -102,11 +102,17 @@ class OptimConfig:
     """Probability of cutmix instead of mixup when both are on."""
     ema_decay: float = 0.0
     """Decay of the model weight EMA (timm ModelEmaV3); 0 = off."""
+    aux_weight: float = 1.0
+    """Weight of the auxiliary loss on tasks that define an auxiliary target (``longrange``: how many of the two
+    ringed objects are red), predicted by a linear head on the pooled features that exists only in training
+    (:mod:`atlas_vision.train.aux_head`); 0 = off; other tasks have none and ignore it.  1.0 since 2026-12-07: the
+    default run without it stayed at chance for some seeds (2 of seeds 0-19; docs/benchmarks.md section 6)."""
 
     def __post_init__(self) -> None:
         _check(self.lr > 0, "optim.lr", self.lr, "a positive learning rate")
         _check(self.weight_decay >= 0, "optim.weight_decay", self.weight_decay, "a value >= 0")
         _check(self.clip_grad >= 0, "optim.clip_grad", self.clip_grad, "a value >= 0 (0 = off)")
+        _check(self.aux_weight >= 0, "optim.aux_weight", self.aux_weight, "a value >= 0 (0 = off)")
         _check(self.batch_size >= 1, "optim.batch_size", self.batch_size, "a positive integer")
         _check(self.global_batch >= 0, "optim.global_batch", self.global_batch, "a value >= 0 (0 = no accumulation)")
         _check(0.0 <= self.label_smoothing < 1.0, "optim.label_smoothing", self.label_smoothing, "a value in [0, 1)")

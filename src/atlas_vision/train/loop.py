@@ -51,6 +51,9 @@ class TrainParts:
     precision: Precision
     channels_last: bool
     clip_grad: float
+    aux_weight: float | None
+    """Weight of the auxiliary-target loss; ``None`` = no auxiliary target (``model`` then returns logits only,
+    otherwise ``(logits, aux_logits)`` and the labels are ``[B, 2]``: label, auxiliary target)."""
     accum: int
     ctx: DistContext
     dummy_chw: tuple[int, int, int]
@@ -101,7 +104,8 @@ def _micro_step(
     """
     dummy = n == 0
     if dummy:
-        images, labels = torch.zeros(2, *parts.dummy_chw), torch.zeros(2, dtype=torch.long)
+        label_shape = (2,) if parts.aux_weight is None else (2, 2)
+        images, labels = torch.zeros(2, *parts.dummy_chw), torch.zeros(label_shape, dtype=torch.long)
         parts.model.eval()
     images, labels = _to_device(images, labels, parts)
     if parts.mixup is not None and not dummy:
@@ -113,13 +117,18 @@ def _micro_step(
     sync = nullcontext() if (final or parts.ddp is None) else parts.ddp.no_sync()
     with sync:
         with parts.precision.autocast():
-            loss = parts.loss_fn(parts.model(images), targets)
-        scaled = loss * (0.0 if dummy else 1.0 / group_size)
+            if parts.aux_weight is None:
+                loss = total = parts.loss_fn(parts.model(images), targets)
+            else:  # targets [B, 2]: (label, auxiliary target); mixup is refused with an auxiliary target
+                logits, aux_logits = parts.model(images)
+                loss = parts.loss_fn(logits, targets[:, 0])
+                total = loss + parts.aux_weight * F.cross_entropy(aux_logits.float(), targets[:, 1])
+        scaled = total * (0.0 if dummy else 1.0 / group_size)
         scaler = parts.state.scaler
         (scaler.scale(scaled) if scaler is not None else scaled).backward()
     if dummy:
         parts.model.train()
-    pending_loss += loss.detach().to(torch.float64) * n
+    pending_loss += loss.detach().to(torch.float64) * n  # the task's loss only: comparable with val_loss
     return n
 
 
@@ -167,7 +176,7 @@ def train_one_epoch(
         t1 = time.perf_counter()
         group_size = min(accum, total - (i // accum) * accum)
         final = (i + 1) % accum == 0 or i + 1 == total
-        n = int(labels.numel())
+        n = len(labels)  # labels [B] or, with an auxiliary target, [B, 2]
         if n > 0 or parts.ddp is not None:
             try:
                 n = _micro_step(parts, images, labels, n, group_size, final, pending_loss)

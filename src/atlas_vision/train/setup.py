@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from atlas_vision.data import Datasets, build_datasets
 from atlas_vision.environment import cpu_fast_bf16, env_metadata
+from atlas_vision.train.aux_head import WithAuxiliaryHead, create_aux_head
 from atlas_vision.train.checkpoint import find_checkpoint, read_meta, run_dir_of
 from atlas_vision.train.config import TrainConfig, accumulation_steps
 from atlas_vision.train.config_io import dump_yaml
@@ -110,7 +111,7 @@ class RunSetup:
         }
 
     def log_summary(self) -> None:
-        """The set-up in four log lines (run directory, model, data, batch layout)."""
+        """The set-up in four log lines (run directory, model, data with any auxiliary target, batch layout)."""
         cfg, ctx, d, lay = self.cfg, self.ctx, self.data, self.layout
         log.info("run directory: %s", self.run_dir.path)
         params = count_parameters(self.state.model) / 1e6
@@ -123,12 +124,16 @@ class RunSetup:
             ctx.world_size,
         )
         log.info(
-            "data %s %s: %d train / %d val images, %d classes",
+            "data %s %s: %d train / %d val images, %d classes%s",
             cfg.data.task,
             "x".join(str(v) for v in cfg.data.input_size),
             len(d.train),
             len(d.val),
             d.num_classes,
+            f"; training also on an auxiliary target ({d.aux_classes} classes, loss weight "
+            f"{cfg.optim.aux_weight:g}; --optim.aux_weight 0 turns it off)"
+            if d.aux_classes
+            else "",
         )
         log.info(
             "batch: micro-batch %d x world %d x accumulation %d = %d images per optimizer update; "
@@ -257,7 +262,12 @@ def _build(cfg: TrainConfig, ctx: DistContext, run_dir: RunDir, claim: RunDirCla
 
     log.info("setting up run directory %s: %s data, model %s", run_dir.path, cfg.data.task, cfg.model.name)
     seed_everything(cfg.run.seed)
-    data = build_datasets(cfg.data, seed=cfg.run.seed)
+    data = build_datasets(cfg.data, seed=cfg.run.seed, with_aux_target=cfg.optim.aux_weight > 0)
+    if data.aux_classes and cfg.optim.mixing:
+        raise ValueError(
+            f"config key 'optim.aux_weight': mixup/cutmix mix the labels but not the {cfg.data.task} task's "
+            f"auxiliary target; turn the target off with --optim.aux_weight 0 (it is {cfg.optim.aux_weight})"
+        )
     if data.num_classes < 2:
         raise ValueError(
             f"the {cfg.data.task} training data has {data.num_classes} class ({', '.join(data.class_names)}): "
@@ -272,6 +282,7 @@ def _build(cfg: TrainConfig, ctx: DistContext, run_dir: RunDir, claim: RunDirCla
             f"data.in_chans asks for {cfg.data.channels}"
         )
     model = build_model(cfg.model, data.num_classes, channels, ctx.device)
+    aux_head = create_aux_head(model, data.aux_classes, ctx.device) if data.aux_classes else None
     if cfg.model.init_from and not cfg.run.resume:  # a resume restores the run's own weights
         init_from_weights(model, cfg.model.init_from)
     train_loader, sampler = create_train_loader(
@@ -280,9 +291,13 @@ def _build(cfg: TrainConfig, ctx: DistContext, run_dir: RunDir, claim: RunDirCla
     eval_batch = cfg.run.eval_batch_size or 2 * cfg.optim.batch_size
     val_loader = create_val_loader(data.val, eval_batch, cfg.data.num_workers, ctx)
     updates_per_epoch = math.ceil(len(train_loader) / layout.accum)
-    state, resume = build_training_state(model, cfg, precision.use_scaler, layout, ctx.rank, updates_per_epoch)
+    state, resume = build_training_state(
+        model, cfg, precision.use_scaler, layout, ctx.rank, updates_per_epoch, aux_head
+    )
 
-    train_model, ddp = wrap_model(model, ctx, cfg.model.compile)
+    train_model, ddp = wrap_model(
+        model if aux_head is None else WithAuxiliaryHead(model, aux_head), ctx, cfg.model.compile
+    )
     parts = TrainParts(
         model=train_model,
         ddp=ddp,
@@ -292,6 +307,7 @@ def _build(cfg: TrainConfig, ctx: DistContext, run_dir: RunDir, claim: RunDirCla
         precision=precision,
         channels_last=cfg.model.channels_last,
         clip_grad=cfg.optim.clip_grad,
+        aux_weight=cfg.optim.aux_weight if aux_head is not None else None,
         accum=layout.accum,
         ctx=ctx,
         dummy_chw=(data.in_chans, *cfg.data.input_size),

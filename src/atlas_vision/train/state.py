@@ -1,9 +1,9 @@
 """The training state a checkpoint carries (``state.pt``): creating it, saving it, and continuing a run from it.
 
 :class:`Stateful` is the one place the optimizer, scheduler, grad scaler and EMA live (the training loop reads
-them from there).  ``state.pt`` holds the optimizer, scheduler, grad-scaler and EMA state, the run's progress counters
-(:class:`RunProgress`), the batch layout it was written with, and - for a mid-epoch checkpoint - every rank's RNG
-state and partial-epoch statistics.  Everything is tensors and plain containers (``torch.load(weights_only=True)``).
+them from there).  ``state.pt`` holds the optimizer, scheduler, grad-scaler and EMA state, the training-only
+auxiliary head (if any), the run's progress counters (:class:`RunProgress`), the batch layout it was written with,
+and - for a mid-epoch checkpoint - every rank's RNG state and partial-epoch statistics.  Everything is tensors and plain containers (``torch.load(weights_only=True)``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from atlas_vision.train.aux_head import WithAuxiliaryHead
 from atlas_vision.train.checkpoint import find_checkpoint, load_state, load_weights
 from atlas_vision.train.factory import create_optimizer, create_scheduler
 from atlas_vision.train.metrics import EpochStats
@@ -72,6 +73,8 @@ class Stateful:
     scheduler: Scheduler | None
     scaler: torch.amp.GradScaler | None
     ema: ModelEmaV3 | None
+    aux_head: nn.Module | None = None
+    """The training-only head of an auxiliary target (:mod:`atlas_vision.train.aux_head`), or ``None``."""
 
 
 @dataclass
@@ -119,6 +122,7 @@ def build_state(
         "scheduler": objects.scheduler.state_dict() if objects.scheduler is not None else None,
         "scaler": objects.scaler.state_dict() if objects.scaler is not None else None,
         "ema": objects.ema.module.state_dict() if objects.ema is not None else None,
+        "aux_head": objects.aux_head.state_dict() if objects.aux_head is not None else None,
         "rng": [rng for rng, _ in per_rank],
         "epoch_stats": [stats for _, stats in per_rank],
     }
@@ -137,6 +141,15 @@ def restore(checkpoint: Path, objects: Stateful, layout: BatchLayout, rank: int)
             f"checkpoint {str(checkpoint)!r} has state format {state.get('format')!r}, expected {STATE_FORMAT}"
         )
     load_weights_explained(objects.model, checkpoint)
+    saved_aux = state.get("aux_head")
+    if (saved_aux is None) != (objects.aux_head is None):
+        raise ValueError(
+            f"checkpoint {str(checkpoint)!r} was trained {'without' if saved_aux is None else 'with'} an auxiliary "
+            f"target and this run is {'with' if saved_aux is None else 'without'} one: resume with the run's own "
+            "optim.aux_weight (0 = off), or start a new run from these weights with --model.init_from"
+        )
+    if objects.aux_head is not None:
+        objects.aux_head.load_state_dict(saved_aux)
     objects.optimizer.load_state_dict(state["optimizer"])
     if objects.scaler is not None and state.get("scaler"):
         objects.scaler.load_state_dict(state["scaler"])
@@ -172,16 +185,23 @@ def restore(checkpoint: Path, objects: Stateful, layout: BatchLayout, rank: int)
 
 
 def build_training_state(
-    model: nn.Module, cfg: TrainConfig, use_scaler: bool, layout: BatchLayout, rank: int, updates_per_epoch: int
+    model: nn.Module,
+    cfg: TrainConfig,
+    use_scaler: bool,
+    layout: BatchLayout,
+    rank: int,
+    updates_per_epoch: int,
+    aux_head: nn.Module | None = None,
 ) -> tuple[Stateful, ResumePoint]:
-    """Optimizer, grad scaler and EMA for ``model``; restored from ``cfg.run.resume`` if set; then the scheduler.
+    """Optimizer, grad scaler and EMA for ``model`` (the optimizer also over ``aux_head``, the training-only head
+    of an auxiliary target, if given); restored from ``cfg.run.resume`` if set; then the scheduler.
 
     The schedule follows the *current* config: the learning rates of the config are put back after the optimizer
     state is loaded and the scheduler is rebuilt and set to the resumed update count, so ``--epochs 60`` on resume
     extends a cosine schedule instead of leaving it at ``min_lr``.  With an unchanged config this is exactly the
     uninterrupted schedule.
     """
-    optimizer = create_optimizer(model, cfg.optim)
+    optimizer = create_optimizer(model if aux_head is None else WithAuxiliaryHead(model, aux_head), cfg.optim)
     device_type = next(model.parameters()).device.type
     scaler = torch.amp.GradScaler(device_type) if use_scaler else None
     ema = None
@@ -189,7 +209,7 @@ def build_training_state(
         from timm.utils import ModelEmaV3
 
         ema = ModelEmaV3(model, decay=cfg.optim.ema_decay)
-    objects = Stateful(model=model, optimizer=optimizer, scheduler=None, scaler=scaler, ema=ema)
+    objects = Stateful(model=model, optimizer=optimizer, scheduler=None, scaler=scaler, ema=ema, aux_head=aux_head)
 
     config_lrs = [group["lr"] for group in optimizer.param_groups]
     resume = ResumePoint(RunProgress(), None, None)
