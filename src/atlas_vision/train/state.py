@@ -3,7 +3,8 @@
 :class:`Stateful` is the one place the optimizer, scheduler, grad scaler and EMA live (the training loop reads
 them from there).  ``state.pt`` holds the optimizer, scheduler, grad-scaler and EMA state, the training-only
 auxiliary head (if any), the run's progress counters (:class:`RunProgress`), the batch layout it was written with,
-and - for a mid-epoch checkpoint - every rank's RNG state and partial-epoch statistics.  Everything is tensors and plain containers (``torch.load(weights_only=True)``).
+and - for a mid-epoch checkpoint - every rank's RNG state and partial-epoch statistics.  Everything is tensors and
+plain containers (``torch.load(weights_only=True)``).
 """
 
 from __future__ import annotations
