@@ -43,7 +43,7 @@ BACKENDS: tuple[str, ...] = ("sdpa", "split", "flex")
 # forward and backward on CUDA) and each new (dtype, head dim) of theirs compiles FlexAttention's forward and backward
 # kernels: one first inductor compile of flex took 43-49 s on CPU (docs/benchmarks.md section 7), and with the old
 # 15 % (72 s of the default 480 s, pytest's start included) the CUDA subset would most likely have been cut after its
-# first flex tests. A cut train phase loses its least important rows last (split, then flex).
+# first flex tests. A train phase that is cut loses the rows it measures last, the least important (split, flex).
 PHASE_SHARE: dict[str, float] = {"tests": 0.30, "contract": 0.06, "train": 0.38, "large": 0.14, "mixers": 0.12}
 # the tests that run on TORCH_DEVICE: test_ops's fast paths (sdpa, split, flex on CUDA) and test_flex's CUDA test
 CUDA_TESTS: tuple[str, ...] = ("tests/test_ops.py", "tests/test_flex.py")
