@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_core import GlobalBlock, _peak_rss_mb, _rss_mb, _time
+from core_workloads import GlobalBlock, _peak_rss_mb, _rss_mb, _time
 
 
 def _block_child(spec: dict) -> dict:

@@ -9,13 +9,24 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_core.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPT = BENCHMARKS / "bench_core.py"
+SMOKE = ["models", "--models", "test_atlas", "--res", "64", "--warmup", "0", "--iters", "1"]
+
+
+@pytest.fixture
+def bench_modules(monkeypatch):
+    """``bench_core`` (the parent) and ``core_workloads`` (the measured child) imported as the scripts import them."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import bench_core
+    import core_workloads
+
+    return bench_core, core_workloads
 
 
 def _run(tmp_path: Path, *options: str) -> list[dict[str, str]]:
     out = tmp_path / "models.csv"
-    argv = [sys.executable, str(SCRIPT), "models", "--models", "test_atlas", "--res", "64", "--warmup", "0"]
-    argv += ["--iters", "1", "--threads", "1", "--timeout", "300", "--out", str(out), *options]
+    argv = [sys.executable, str(SCRIPT), *SMOKE, "--threads", "1", "--timeout", "300", "--out", str(out), *options]
     subprocess.run(argv, check=True, capture_output=True, text=True, timeout=600)
     with out.open() as f:
         return list(csv.DictReader(f))
@@ -31,11 +42,27 @@ def test_models_bf16_channels_last_rows(tmp_path: Path) -> None:
         assert float(row["ms_median"]) > 0
 
 
-def test_models_default_is_fp32(tmp_path: Path) -> None:
-    rows = _run(tmp_path)
-    assert {r["dtype"] for r in rows} == {"fp32"} and {r["output_dtype"] for r in rows} == {"float32"}
-    assert {r["channels_last"] for r in rows} == {"False"}
-    assert all(float(r["ms_median"]) > 0 for r in rows)
+def test_models_default_is_fp32(bench_modules, tmp_path: Path) -> None:
+    """The defaults, planned by the parent and run by the child's own function in this process (no subprocess: the
+    end-to-end path is the test above)."""
+    bench_core, core_workloads = bench_modules
+    specs = bench_core.plan("models", bench_core.parse_args([*SMOKE, "--out", str(tmp_path / "x.csv")]))
+    assert [s["mode"] for s in specs] == ["fwd", "fwd_bwd"]
+    for spec in specs:
+        assert spec["cpu_precision"] == "fp32" and not spec["channels_last"] and not spec["compile"]
+        assert spec["cpu_allocator"] == "default" and spec["conv3x3"] == "winograd"
+        result = core_workloads.child(spec)
+        assert result["output_dtype"] == "float32" and result["ms_median"] > 0
+        assert result["device"].startswith("cpu (") and result["torch"]
+
+
+def test_parent_never_imports_torch_and_names_the_childs_conv_algorithms(bench_modules) -> None:
+    bench_core, _ = bench_modules
+    from atlas_vision.layers.conv3x3 import ALGORITHMS
+
+    assert bench_core.CONV3X3_ALGORITHMS == ALGORITHMS
+    code = f"import sys; sys.path.insert(0, {str(BENCHMARKS)!r}); import bench_core; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout == "False\n"
 
 
 @pytest.mark.slow  # inductor's first compile of the model, forward and backward: ~2 min on 2 cores with a cold cache
