@@ -13,26 +13,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from core_workloads import _time
 
 from atlas_vision.ops import MultiScaleLayout, flex, topdown_attention
 
 
 def _median_ms(fn: Callable[[], torch.Tensor], iters: int, device: torch.device) -> float:
-    fn()  # warm-up (and compilation)
-    times = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    """Median of ``iters`` timed calls after one warm-up call (which compiles where the variant is compiled)."""
+    return statistics.median(_time(fn, 1, iters, device)[0])
 
 
 def main() -> None:
