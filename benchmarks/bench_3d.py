@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import torch
-from core_workloads import GlobalBlock, _peak_rss_mb, _rss_mb, _time
+from core_workloads import GlobalBlock, peak_rss_mb, rss_mb, time_step
 
 
 def _block_child(spec: dict) -> dict:
@@ -56,12 +56,12 @@ def _block_child(spec: dict) -> dict:
         for t in xs:
             t.grad = None
 
-    base = _rss_mb()
-    times, _ = _time(step, spec["warmup"], spec["iters"], torch.device("cpu"))
+    base = rss_mb()
+    times, _ = time_step(step, spec["warmup"], spec["iters"], torch.device("cpu"))
     return {
         "ms_median": round(statistics.median(times), 1),
         "ms_min": round(min(times), 1),
-        "peak_mem_mb": round(_peak_rss_mb() - base, 1),
+        "peak_mem_mb": round(peak_rss_mb() - base, 1),
         "scales": 1 if layout is None else layout.num_scales,
     }
 
@@ -73,7 +73,7 @@ def _volume_child(spec: dict) -> dict:
 
     model = timm.create_model(spec["model"], num_classes=2, in_chans=1).eval()
     x = torch.randn(1, 1, *spec["size"])
-    rss_before = _rss_mb()
+    rss_before = rss_mb()
     times = []
     with torch.inference_mode():
         for _ in range(spec["iters"]):
@@ -85,7 +85,7 @@ def _volume_child(spec: dict) -> dict:
     return {
         "s_per_volume": [round(t, 1) for t in times],
         "rss_before_mb": round(rss_before, 1),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
         "scales": " | ".join(layout.describe().splitlines()),
     }

@@ -21,16 +21,16 @@ from atlas_vision.environment import device_name
 from atlas_vision.layers.conv3x3 import conv3x3_cpu_algorithm
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def _peak_rss_mb() -> float:
+def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def _time(step, warmup: int, iters: int, device: torch.device) -> tuple[list[float], float]:
+def time_step(step, warmup: int, iters: int, device: torch.device) -> tuple[list[float], float]:
     """Milliseconds of each timed call, and of the first warm-up call (which includes a compile)."""
     first_ms = float("nan")
     for index in range(warmup):
@@ -209,11 +209,11 @@ def child(spec: dict) -> dict:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() / 2**20
     else:
-        base = _rss_mb()
+        base = rss_mb()
     context = torch.enable_grad() if train else torch.no_grad()
     with context, conv3x3_cpu_algorithm(spec.get("conv3x3", "winograd")):  # only Atlas's stem has Conv3x3 layers
-        times, first_ms = _time(step, spec["warmup"], spec["iters"], device)
-    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else _peak_rss_mb()) - base
+        times, first_ms = time_step(step, spec["warmup"], spec["iters"], device)
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb()) - base
     named = f"cpu ({device_name(device)}, {torch.get_num_threads()} threads)" if device.type == "cpu" else None
     return {
         "device": named or f"{spec['device']} ({device_name(device)})",

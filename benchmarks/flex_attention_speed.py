@@ -16,14 +16,14 @@ import statistics
 from collections.abc import Callable
 
 import torch
-from core_workloads import _time
+from core_workloads import time_step
 
 from atlas_vision.ops import MultiScaleLayout, flex, topdown_attention
 
 
 def _median_ms(fn: Callable[[], torch.Tensor], iters: int, device: torch.device) -> float:
     """Median of ``iters`` timed calls after one warm-up call (which compiles where the variant is compiled)."""
-    return statistics.median(_time(fn, 1, iters, device)[0])
+    return statistics.median(time_step(fn, 1, iters, device)[0])
 
 
 def main() -> None:
