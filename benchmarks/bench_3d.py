@@ -67,11 +67,9 @@ def _block_child(spec: dict) -> dict:
 
 
 def _volume_child(spec: dict) -> dict:
-    import timm
+    from atlas_vision.models import create_model  # registers the 3-D variants (timm knows them only on demand)
 
-    import atlas_vision  # noqa: F401
-
-    model = timm.create_model(spec["model"], num_classes=2, in_chans=1).eval()
+    model = create_model(spec["model"], num_classes=2, in_chans=1).eval()
     x = torch.randn(1, 1, *spec["size"])
     rss_before = rss_mb()
     times = []
