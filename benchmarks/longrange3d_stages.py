@@ -26,7 +26,6 @@ import time
 import timm
 import torch
 
-import atlas_vision.models.variants3d  # noqa: F401  (registers atlas3d_*)
 from atlas_vision.data.longrange3d import LongRange3DDataset, LongRange3DParams
 
 VAL_VOLUMES, EVAL_BATCH, EVAL_EVERY, LOG_EVERY = 400, 50, 250, 50

@@ -74,7 +74,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    import atlas_vision.models.variants3d  # noqa: F401  (registers the 3-D variants; the 2-D ones come with it)
     from atlas_vision.models import create_model
 
     values = []

@@ -26,28 +26,27 @@ def test_import_atlas_vision_imports_neither_torch_nor_timm_nor_mixers_nor_train
 def test_timm_registration_after_lazy_import_and_mixer_net_only_with_mixers() -> None:
     # One process (each fresh timm import costs seconds): timm is first imported by the model code while
     # atlas_vision.models is half-imported (the post-import hook must not hit a circular import), the variants are
-    # registered, mixer_net only once atlas_vision.mixers is imported.
+    # registered (the 3-D ones too: timm.create_model('atlas3d_small') after `import atlas_vision`), mixer_net only
+    # once atlas_vision.mixers is imported.
     out = _run(
         "import atlas_vision\n"
         "from atlas_vision.models import Atlas\n"
         "import timm\n"
         "before = timm.is_model('mixer_net')\n"
         "m = timm.create_model('test_atlas', num_classes=3)\n"
+        "m3 = timm.create_model('test3d_atlas', num_classes=3)\n"
         "from atlas_vision._timm_registration import ensure_registered\n"
         "ensure_registered('mixer_net')  # what train.factory does for --model.name mixer_net\n"
-        "print(type(m).__name__, before, timm.is_model('mixer_net'))"
+        "print(type(m).__name__, type(m3).__name__, before, timm.is_model('mixer_net'))"
     )
-    assert out == "Atlas False True"
+    assert out == "Atlas Atlas3D False True"
 
 
 @pytest.mark.slow
 def test_timm_registration_when_timm_was_imported_first() -> None:
-    assert _run("import timm, atlas_vision\nprint(timm.is_model('atlas_base'))") == "True"
-
-
-@pytest.mark.slow
-def test_timm_registration_when_timm_is_imported_after_atlas_vision() -> None:
-    assert _run("import atlas_vision, timm\nprint(timm.is_model('atlas_base'))") == "True"
+    assert _run("import timm, atlas_vision\nprint(timm.is_model('atlas_base'), timm.is_model('atlas3d_small'))") == (
+        "True True"
+    )
 
 
 def test_cli_help_and_list_models_do_not_import_torch() -> None:
@@ -63,9 +62,19 @@ def test_cli_help_and_list_models_do_not_import_torch() -> None:
 
 
 def test_variant_names_match_configs() -> None:
-    from atlas_vision.models import VARIANT_CONFIGS, VARIANT_NAMES
+    from atlas_vision.models import VARIANT_CONFIGS, VARIANT_CONFIGS_3D, VARIANT_NAMES, VARIANT_NAMES_3D
 
     assert tuple(VARIANT_CONFIGS) == VARIANT_NAMES
+    assert tuple(VARIANT_CONFIGS_3D) == VARIANT_NAMES_3D
+
+
+def test_timm_registration_when_timm_is_imported_after_atlas_vision_imports_no_model_code() -> None:
+    out = _run(
+        "import sys, atlas_vision, timm\n"
+        "print(timm.is_model('atlas_base'), timm.is_model('atlas3d_small'), "
+        "sorted(m for m in ('atlas_vision.models.atlas', 'atlas_vision.models.atlas3d') if m in sys.modules))"
+    )
+    assert out == "True True []"
 
 
 def test_list_models_params_counts_the_requested_head(capsys: pytest.CaptureFixture[str]) -> None:

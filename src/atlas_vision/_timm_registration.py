@@ -15,21 +15,21 @@ import importlib.machinery
 import sys
 from types import ModuleType
 
-from atlas_vision.models.names import VARIANT_NAMES_3D
-
-_REGISTRATION_MODULE = "atlas_vision.models.variants"  # importing it runs timm's @register_model decorators
+# importing them runs timm's @register_model decorators for the 2-D and the 3-D Atlas variants; neither imports the
+# model code (it may be half-imported when the hook fires: atlas_vision.models.atlas imports timm)
+_REGISTRATION_MODULES: tuple[str, ...] = ("atlas_vision.models.variants", "atlas_vision.models.variants3d")
 # models registered only when their (heavier) package is imported: name -> module that registers it
 ON_DEMAND: dict[str, str] = {
     "mixer_net": "atlas_vision.mixers",
     "slide_meanpool": "atlas_vision.slidelearn",
     "slide_abmil": "atlas_vision.slidelearn",
     "slide_atlas": "atlas_vision.slidelearn",
-    **dict.fromkeys(VARIANT_NAMES_3D, "atlas_vision.models.variants3d"),
 }
 
 
 def _register() -> None:
-    importlib.import_module(_REGISTRATION_MODULE)
+    for module in _REGISTRATION_MODULES:
+        importlib.import_module(module)
 
 
 class _RegisterAfterExec(importlib.abc.Loader):

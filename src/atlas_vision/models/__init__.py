@@ -1,7 +1,6 @@
-"""Atlas models (2-D images and 3-D volumes).  The timm registration happens when timm is imported (see
-:mod:`atlas_vision._timm_registration`; the 3-D variants register on demand, when a 3-D name is built through
-:func:`create_model` or the CLI, or when :mod:`atlas_vision.models.variants3d` is imported); the names below are
-imported on first use, so ``atlas_vision.models.list_models`` answers without torch."""
+"""Atlas models (2-D images and 3-D volumes).  The timm registration of both happens when timm is imported (see
+:mod:`atlas_vision._timm_registration`); the names below are imported on first use, so
+``atlas_vision.models.list_models`` answers without torch."""
 
 from __future__ import annotations
 
@@ -15,7 +14,7 @@ if TYPE_CHECKING:
     from atlas_vision.models.atlas3d import Atlas3D, Atlas3DConfig
     from atlas_vision.models.config import AtlasConfig
     from atlas_vision.models.variant_configs import VARIANT_CONFIGS
-    from atlas_vision.models.variants3d import VARIANT_CONFIGS_3D
+    from atlas_vision.models.variant_configs3d import VARIANT_CONFIGS_3D
 
 __all__ = [
     "VARIANT_CONFIGS",
@@ -39,7 +38,7 @@ _LAZY: dict[str, str] = {
     "Atlas3DConfig": "atlas_vision.models.atlas3d",
     "AtlasConfig": "atlas_vision.models.config",
     "VARIANT_CONFIGS": "atlas_vision.models.variant_configs",
-    "VARIANT_CONFIGS_3D": "atlas_vision.models.variants3d",
+    "VARIANT_CONFIGS_3D": "atlas_vision.models.variant_configs3d",
 }
 
 
@@ -72,6 +71,4 @@ def create_model(name: str, **kwargs) -> Atlas:
 
     if name not in VARIANT_NAMES and name not in VARIANT_NAMES_3D:
         raise ValueError(f"unknown Atlas model {name!r}; registered: {list_models()}")
-    if name in VARIANT_NAMES_3D:
-        importlib.import_module("atlas_vision.models.variants3d")  # registers the 3-D variants with timm
     return timm.create_model(name, **kwargs)

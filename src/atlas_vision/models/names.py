@@ -11,7 +11,7 @@ VARIANT_NAMES: tuple[str, ...] = (
     "test_atlas_window",
 )
 
-# the 3-D variants (atlas_vision.models.variants3d), registered with timm on demand
+# the 3-D variants (atlas_vision.models.variants3d), registered with timm beside the 2-D ones
 VARIANT_NAMES_3D: tuple[str, ...] = (
     "atlas3d_base",
     "atlas3d_small",

@@ -1,51 +1,21 @@
-"""Registered Atlas-3D variants (timm): each is an :class:`Atlas3DConfig` diff plus a default config.
+"""Registered Atlas-3D variants (timm): each is an :class:`Atlas3DConfig` diff
+(:mod:`atlas_vision.models.variant_configs3d`) plus a default config.
 
 ``import atlas_vision`` makes ``timm.create_model("atlas3d_small", in_chans=1, num_classes=2)`` work, including
-``features_only=True`` (timm's feature getter over :meth:`Atlas3D.forward_intermediates`, NCDHW maps).
-
-Geometry of the paper-sized variants: patch 16, windows of 8x8x8 = 512 tokens, stride 2 (8 fine windows per coarse
-window, K/S = 4 per axis as in the 2-D models' 16/4). A 512^3 CT volume is 32^3 tokens -> 16^3 -> 8^3 (one window).
+``features_only=True`` (timm's feature getter over :meth:`Atlas3D.forward_intermediates`, NCDHW maps): this module
+is imported, like :mod:`atlas_vision.models.variants`, from the post-import hook of
+:mod:`atlas_vision._timm_registration`, so it imports no model code until a variant is built.
 """
 
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING
 
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
-from atlas_vision.models.atlas3d import Atlas3D, Atlas3DConfig
-
-_TINY = {
-    "embed_dim": 64, "num_heads": 4, "depths": (2, 2), "patch_size": 8, "window_size": 4, "pool_stride": 2,
-    "stem_hidden": 16, "stem_depth": 1, "pos_embed_hidden": 64, "head_norm": "batch",
-}  # fmt: skip
-_TEST = {
-    "embed_dim": 32, "num_heads": 2, "depths": (1, 1, 1), "patch_size": 4, "window_size": 4, "pool_stride": 2,
-    "stem_hidden": 8, "stem_depth": 1, "pos_embed_hidden": 16,
-}  # fmt: skip
-
-VARIANT_CONFIGS_3D: dict[str, Atlas3DConfig] = {
-    "atlas3d_base": Atlas3DConfig(embed_dim=768, num_heads=12, depths=(2, 10)),
-    "atlas3d_small": Atlas3DConfig(embed_dim=384, num_heads=6, depths=(2, 10)),
-    # CPU-sized: patch 8, 4x4x4-token windows (32^3 voxels), stride 2; at 64^3 voxels: 8^3 tokens in 2x2x2 windows
-    # + a 4^3 global scale. The built-in 3-D long-range task uses it.
-    "atlas3d_tiny": Atlas3DConfig(**_TINY),
-    "atlas3d_tiny_window": Atlas3DConfig(**_TINY, communication="single_scale"),  # window-only control
-    # test variants (seconds on CPU): isotropic patch 4; anisotropic patch/window/stride; window-only
-    "test3d_atlas": Atlas3DConfig(**_TEST),
-    "test3d_atlas_aniso": Atlas3DConfig(
-        embed_dim=24,
-        num_heads=3,
-        depths=(1, 2),
-        patch_size=(4, 8, 8),
-        window_size=(2, 4, 4),
-        pool_stride=(2, 2, 4),
-        stem_hidden=8,
-        stem_depth=1,
-        pos_embed_hidden=16,
-    ),
-    "test3d_atlas_window": Atlas3DConfig(**_TEST, communication="single_scale"),
-}
+if TYPE_CHECKING:
+    from atlas_vision.models.atlas3d import Atlas3D
 
 
 # Suggested volume (C, D, H, W) per variant. timm's ``input_size`` is a 3-tuple (C, H, W) by contract, so the
@@ -82,6 +52,9 @@ default_cfgs = generate_default_cfgs({name: _cfg() for name in DEFAULT_VOLUME_SI
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs) -> Atlas3D:
+    from atlas_vision.models.atlas3d import Atlas3D  # deferred: registration must not import the model code
+    from atlas_vision.models.variant_configs3d import VARIANT_CONFIGS_3D
+
     if pretrained:
         raise ValueError(
             f"no pretrained weights are published for {variant!r}; load your own with "
