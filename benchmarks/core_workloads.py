@@ -236,4 +236,9 @@ def _compiled_graph_count() -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 2 or not sys.argv[1].lstrip().startswith("{"):
+        sys.exit(
+            f"usage: python {sys.argv[0]} SPEC_JSON (one JSON object); got {sys.argv[1:]} "
+            "(a child of benchmarks/bench_core.py and bench_3d.py, which write the spec: run those)"
+        )
     print(json.dumps(child(json.loads(sys.argv[1]))))

@@ -213,4 +213,9 @@ def _label(item: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] not in ("contract", "train", "large"):
+        sys.exit(
+            f"usage: python {sys.argv[0]} PHASE PLAN_JSON ROWS_JSONL, PHASE one of contract, train, large; got "
+            f"{sys.argv[1:]} (a child of benchmarks/gpu_suite.py, which writes the plan: run that one)"
+        )
     run_phase(json.loads(Path(sys.argv[2]).read_text()), Path(sys.argv[3]))

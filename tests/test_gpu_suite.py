@@ -1,7 +1,7 @@
 """Smoke tests of the one-shot GPU suite on CPU.
 
-The default suite runs the smoke plan of the measurement phases in-process (every item kind, every backend, flex
-reported as unavailable until it exists) and checks the option errors; the whole script as CI runs it
+The default suite runs the smoke plan of the measurement phases in-process (every item kind, every backend; flex
+reported as unavailable on CPU, where PyTorch has no FlexAttention backward) and checks the option errors; the whole script as CI runs it
 (``benchmarks/gpu_suite.py OUT --device cpu --smoke``: five child processes, ~30 s on an idle 2-core machine) is
 marked slow.
 """
@@ -62,6 +62,29 @@ def test_gpu_suite_rejects_bad_options(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 2 and "bogus" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("script", "argv"),
+    [
+        ("gpu_suite_items.py", ["--help"]),
+        ("gpu_suite_items.py", ["bogus", "plan.json", "rows.jsonl"]),
+        ("core_workloads.py", ["--help"]),
+        ("core_workloads.py", []),
+    ],
+)
+def test_child_scripts_answer_a_wrong_call_with_their_usage(monkeypatch, script: str, argv: list[str]) -> None:
+    """The suites' child scripts, run by hand with wrong arguments, say how they are called and who calls them
+    (in-process through runpy: the modules' torch and timm imports are already paid for)."""
+    import runpy
+
+    path = REPO / "benchmarks" / script
+    monkeypatch.setattr(sys, "argv", [str(path), *argv])
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(path), run_name="__main__")
+    message = str(exit_info.value.code)
+    assert message.startswith(f"usage: python {path}") and repr(argv) in message, message
 
 
 def test_smoke_plan_runs_every_item_kind_in_process(tmp_path: Path) -> None:
