@@ -69,5 +69,10 @@ def test_cli_samples_and_speed(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert len(pngs) == 2 and Image.open(pngs[0]).size == (80, 64)
     assert main(["speed", "--task", "longrange", "--img-size", "64", "64", "--count", "3"]) == 0
     assert "ms/image" in capsys.readouterr().out
-    assert main(["samples", "--task", "pathfinder", "--img-size", "48", "48", "--out", str(tmp_path)]) == 1
+    assert main(["samples", "--task", "pathfinder", "--img-size", "48", "48", "--out", str(tmp_path)]) == 2
     assert "img_size" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("")  # bad input exits 2 above; a write that fails exits 1
+    assert (
+        main(["samples", "--task", "longrange", "--img-size", "64", "64", "--out", str(tmp_path / "a_file" / "d")]) == 1
+    )
+    assert "a_file" in capsys.readouterr().err

@@ -84,11 +84,11 @@ def test_cli(imagenet: Path, tmp_path: Path, class_file: Path, capsys: pytest.Ca
     assert main(["hr-in100", "--imagenet", str(imagenet), "--out", str(out), "--classes", str(class_file)]) == 0
     assert "train: 3 classes, 4 images" in capsys.readouterr().out
     argv = ["hr-in100", "--imagenet", str(imagenet), "--out", str(out), "--mode", "copy", "--classes", str(class_file)]
-    assert main(argv) == 1  # symlinks already there
-    assert main(["hr-in100", "--imagenet", str(imagenet), "--out", str(tmp_path / "o2")]) == 1
+    assert main(argv) == 2  # symlinks already there
+    assert main(["hr-in100", "--imagenet", str(imagenet), "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert "missing" in err and "n02107142" in err
-    assert main(["hr-in100", "--imagenet", str(tmp_path / "nope"), "--out", str(out)]) == 1
+    assert main(["hr-in100", "--imagenet", str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 

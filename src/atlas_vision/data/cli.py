@@ -64,7 +64,10 @@ def main(argv: list[str]) -> int:
 
         print(measure_speed(cfg, args.count, seed=args.seed).line())
         return 0
-    except (ValueError, OSError) as err:  # OSError covers FileNotFoundError / FileExistsError
+    except (ValueError, FileNotFoundError, FileExistsError) as err:  # bad input: exit 2, as every other command
+        print(f"atlas-vision data {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a failing read or write (disk full, permissions): exit 1
         print(f"atlas-vision data {args.command}: error: {err}", file=sys.stderr)
         return 1
 
