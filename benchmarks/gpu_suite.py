@@ -272,6 +272,7 @@ def write_summary(out: Path, rows: list[dict[str, Any]], args: argparse.Namespac
     """``summary.md``: the environment, then one table per phase, then the mixers CSV if it was written."""
     sys.path.insert(0, str(REPO / "src"))
     import torch
+    from gpu_vs_paper import comparison_section  # this folder, on sys.path when run as a script
 
     from atlas_vision.bench.report import env_metadata, read_csv, write_csv
 
@@ -310,6 +311,7 @@ def write_summary(out: Path, rows: list[dict[str, Any]], args: argparse.Namespac
         lines += [f"### {mixers_csv.name}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         lines += ["| " + " | ".join(_cell(r.get(c)) for c in cols) + " |" for r in mrows]
         lines.append("")
+    lines += comparison_section([r for r in rows if r["phase"] == "train"], [r for r in rows if r["phase"] == "large"])
     tests_rows = [r for r in rows if r["phase"] == "tests"]
     if tests_rows:
         write_csv(
