@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 
+from atlas_vision.layers.checkpointing import run_stem_units
 from atlas_vision.layers.contiguous import ContiguousLayerNorm2d, contiguous_gradient, stem_memory_format
 from atlas_vision.layers.conv3x3 import Conv3x3
 
@@ -78,10 +79,14 @@ class ConvStem(nn.Module):
             )
             width *= 2
         self.stages = nn.Sequential(*stages)
+        self.grad_checkpointing = False  # recompute each unit in backward (layers/checkpointing.py)
 
     def forward(self, x_bchw: torch.Tensor) -> torch.Tensor:
         layout = stem_memory_format(x_bchw)  # NCHW; channels-last under CPU autocast (layers/contiguous.py)
-        x_bchw = self.stages(self.conv0(x_bchw.contiguous(memory_format=layout)))  # [B, C, ceil(H/P), ceil(W/P)]
+        x_bchw = x_bchw.contiguous(memory_format=layout)
+        x_bchw = run_stem_units(
+            self.conv0, self.stages, x_bchw, self.grad_checkpointing
+        )  # [B, C, ceil(H/P), ceil(W/P)]
         # One copy to a contiguous token map (none when channels-last): a permuted view would make every LayerNorm and
         # pooling of the first scale copy it again. The gradient arrives through the permute channels-last strided;
         # the convs get it in the stem's layout.

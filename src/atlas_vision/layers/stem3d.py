@@ -14,6 +14,7 @@ import math
 import torch
 from torch import nn
 
+from atlas_vision.layers.checkpointing import run_stem_units
 from atlas_vision.layers.contiguous import ContiguousLayerNorm3d, contiguous_gradient
 from atlas_vision.ops import Size3D
 
@@ -94,8 +95,9 @@ class ConvStem3d(nn.Module):
             )
             width *= 2
         self.stages = nn.Sequential(*stages)
+        self.grad_checkpointing = False  # recompute each unit in backward (layers/checkpointing.py)
 
     def forward(self, x_bcdhw: torch.Tensor) -> torch.Tensor:
-        x_bcdhw = self.stages(self.conv0(x_bcdhw))  # [B, C, ceil(D/pd), ceil(H/ph), ceil(W/pw)]
+        x_bcdhw = run_stem_units(self.conv0, self.stages, x_bcdhw, self.grad_checkpointing)  # [B, C, d, h, w] / P
         # One copy to a contiguous token map (see ConvStem.forward); the gradient reaches the convs contiguous.
         return contiguous_gradient(x_bcdhw).movedim(1, -1).contiguous()  # [B, d, h, w, C]

@@ -342,8 +342,11 @@ class Atlas(nn.Module):
 
     @torch.jit.ignore
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each MSA block in backward (non-reentrant ``torch.utils.checkpoint``)."""
+        """Recompute each MSA block and each unit of the conv stem in backward (non-reentrant
+        ``torch.utils.checkpoint``; BatchNorm statistics still updated once per step: ``layers/checkpointing.py``)."""
         self.grad_checkpointing = enable
+        if hasattr(self.stem, "grad_checkpointing"):  # the conv stems; SlideAtlas's linear projection keeps little
+            self.stem.grad_checkpointing = enable
         for stage in self.stages:
             stage.grad_checkpointing = enable
 
