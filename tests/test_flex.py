@@ -32,8 +32,12 @@ def _maps(layout, b, n, d, dtype):
     return [[torch.randn(b, *g.grid, n, d, dtype=dtype) for g in layout.scales] for _ in range(3)]
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
-@pytest.mark.parametrize("case", SHAPES, ids=_id)
+# float64 on every shape; float32 (the masks are the same, only the arithmetic differs) on the two cheapest shapes
+# that still cover batch 3 and 4 scales, to keep the default suite within its time (the others cost ~3 s each)
+CPU_CASES = [(case, torch.float64) for case in SHAPES] + [(SHAPES[3], torch.float32), (SHAPES[4], torch.float32)]
+
+
+@pytest.mark.parametrize(("case", "dtype"), CPU_CASES, ids=[f"{_id(c)}-{d}" for c, d in CPU_CASES])
 def test_flex_forward_matches_reference_on_cpu(case, dtype):
     """Every top-down scale with its own window only and with all its ancestors, and every bottom-up scale."""
     b, grid, window, stride, n, d = case
