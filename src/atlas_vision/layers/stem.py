@@ -84,9 +84,8 @@ class ConvStem(nn.Module):
     def forward(self, x_bchw: torch.Tensor) -> torch.Tensor:
         layout = stem_memory_format(x_bchw)  # NCHW; channels-last under CPU autocast (layers/contiguous.py)
         x_bchw = x_bchw.contiguous(memory_format=layout)
-        x_bchw = run_stem_units(
-            self.conv0, self.stages, x_bchw, self.grad_checkpointing
-        )  # [B, C, ceil(H/P), ceil(W/P)]
+        # conv0, then the stages: [B, C, ceil(H/P), ceil(W/P)] (unit by unit checkpointed when grad_checkpointing)
+        x_bchw = run_stem_units(self.conv0, self.stages, x_bchw, self.grad_checkpointing)
         # One copy to a contiguous token map (none when channels-last): a permuted view would make every LayerNorm and
         # pooling of the first scale copy it again. The gradient arrives through the permute channels-last strided;
         # the convs get it in the stem's layout.

@@ -98,6 +98,7 @@ class ConvStem3d(nn.Module):
         self.grad_checkpointing = False  # recompute each unit in backward (layers/checkpointing.py)
 
     def forward(self, x_bcdhw: torch.Tensor) -> torch.Tensor:
-        x_bcdhw = run_stem_units(self.conv0, self.stages, x_bcdhw, self.grad_checkpointing)  # [B, C, d, h, w] / P
+        # conv0, then the stages: [B, C, ceil(D/pd), ceil(H/ph), ceil(W/pw)] (checkpointed when grad_checkpointing)
+        x_bcdhw = run_stem_units(self.conv0, self.stages, x_bcdhw, self.grad_checkpointing)
         # One copy to a contiguous token map (see ConvStem.forward); the gradient reaches the convs contiguous.
         return contiguous_gradient(x_bcdhw).movedim(1, -1).contiguous()  # [B, d, h, w, C]
