@@ -4,13 +4,13 @@ blocks and the conv stem (what ``set_grad_checkpointing(True)`` does since 2026-
     python benchmarks/checkpointing_memory.py --model atlas_small --px 1024 --batch 2 --threads 2
 
 Each mode runs in two fresh processes, one for the peak and one for the time, since what makes one honest spoils the
-other. The peak, on CPU: the resident-memory high-water mark of the first step above the process's size before it
-(``/proc/self/status`` VmHWM, reset through ``/proc/self/clear_refs``), with glibc's mmap threshold fixed
+other. The peak: ``atlas_vision.bench.timing.measure_peak_memory`` of the first step -- on CPU the resident-memory
+high-water mark above the process's size before it (VmHWM, reset through ``/proc/self/clear_refs``), here with glibc's mmap threshold fixed
 (``MALLOC_MMAP_THRESHOLD_``) so that freed activations go back to the system and the peak follows what is alive --
 which makes every large allocation a fresh ``mmap`` and doubles a step's time here. The time: the median of the
 steps after the first, with freed memory kept in the process as the trainer does (``run.cpu_allocator keep``,
-``atlas_vision/cpu_allocator.py``). On CUDA the peak is ``torch.cuda.max_memory_allocated`` above the allocation
-before the step. A step is forward, a loss and backward (no optimizer).
+``atlas_vision/cpu_allocator.py``; ``bench.timing.time_fn``). On CUDA the peak is ``torch.cuda.max_memory_allocated``
+above the allocation before the step. A step is forward, a loss and backward (no optimizer).
 """
 
 from __future__ import annotations
@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 MODES = ("none", "blocks", "all")
 
@@ -31,6 +29,7 @@ def child(model_name: str, px: int, batch: int, mode: str, steps: int, threads: 
     import torch
 
     import atlas_vision  # noqa: F401  (registers the Atlas models with timm)
+    from atlas_vision.bench.timing import measure_peak_memory, time_fn
 
     torch.manual_seed(0)
     if threads:
@@ -46,30 +45,9 @@ def child(model_name: str, px: int, batch: int, mode: str, steps: int, threads: 
         model(x).logsumexp(-1).sum().backward()
         model.zero_grad(set_to_none=True)
 
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        start = torch.cuda.memory_allocated()
-        step()
-        torch.cuda.synchronize()
-        peak_mb = (torch.cuda.max_memory_allocated() - start) / 2**20
-    else:
-        with open("/proc/self/statm") as f:
-            start = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset VmHWM
-        step()
-        with open("/proc/self/status") as f:
-            hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
-        peak_mb = (hwm - start) / 2**20
-    times = []
-    for _ in range(steps - 1):
-        begin = time.perf_counter()
-        step()
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - begin)
-    return {"mode": mode, "peak_mb": round(peak_mb, 1), "step_s": round(statistics.median(times), 3) if times else None}
+    peak = measure_peak_memory(step, dev)  # the first step: VmHWM reset on CPU, max_memory_allocated on CUDA
+    step_s = time_fn(step, dev, warmup=0, iters=steps - 1).median_ms / 1e3 if steps > 1 else None
+    return {"mode": mode, "peak_mb": round(peak.peak_mb, 1), "step_s": None if step_s is None else round(step_s, 3)}
 
 
 def main(argv: list[str]) -> int:

@@ -19,7 +19,6 @@ status instead of a ratio.
 
 from __future__ import annotations
 
-import csv
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -171,10 +170,9 @@ def comparison_section(train_rows: Iterable[Row], large_rows: Iterable[Row]) -> 
 
 
 def _read(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    from atlas_vision.bench.report import read_csv  # no torch import
+
+    return read_csv(path) if path.exists() else []
 
 
 def main(argv: list[str]) -> int:

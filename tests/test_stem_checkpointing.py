@@ -114,6 +114,7 @@ def test_model_grad_checkpointing_reaches_the_stem() -> None:
 
 _PEAK_SCRIPT = """
 import json, torch
+from atlas_vision.bench.timing import measure_peak_memory
 from atlas_vision.layers.stem import ConvStem
 torch.manual_seed(0)
 torch.set_num_threads(2)
@@ -121,11 +122,9 @@ def peak_above_start(checkpointed):
     stem = ConvStem(3, 128, patch_size=16, hidden=16, depth=3).train()
     stem.grad_checkpointing = checkpointed
     x = torch.randn(1, 3, 256, 256)
-    start = int(open("/proc/self/statm").read().split()[1]) * 4096
-    open("/proc/self/clear_refs", "w").write("5")  # reset the peak resident size (VmHWM)
-    stem(x).sum().backward()
-    peak = [int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
-    return peak - start
+    peak = measure_peak_memory(lambda: stem(x).sum().backward(), torch.device("cpu"))
+    assert peak.method == "vmhwm_reset", peak
+    return peak.peak_mb
 print(json.dumps({"plain": peak_above_start(False), "checkpointed": peak_above_start(True)}))
 """
 

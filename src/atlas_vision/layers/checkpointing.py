@@ -4,7 +4,7 @@ At high resolution the stem keeps most of a training step's activations: its con
 image side, where the MSA blocks run at 1/16. Measured on ``atlas_small`` at 1024 px, batch 2, fp32 on CPU
 (``benchmarks/checkpointing_memory.py``, ``docs/benchmarks.md`` section 7): a training step's peak memory above the
 model was 2376 MiB plain, 2093 MiB with the MSA blocks checkpointed and 842 MiB with the stem's units checkpointed
-too, for about 10-15 % more time than a plain step.
+too, for 1.1-1.3x the time of a plain step (two runs).
 
 Recomputing a unit in backward runs its BatchNorm layers in training mode a second time, which would update their
 running statistics twice per step (an exponential average with about twice the momentum, so a checkpointed model
