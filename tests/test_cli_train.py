@@ -57,6 +57,16 @@ def test_train_usage_errors_exit_2(
     assert fragment in capsys.readouterr().err
 
 
+def test_unknown_model_leaves_no_run_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default ``runs/<timestamp>`` is chosen only after the model name is known to exist."""
+    monkeypatch.chdir(tmp_path)
+    assert cli_train.main(["--model.name", "no_such_model", "--data.task", "fake", "--data.img_size", "32"]) == 2
+    assert "unknown model 'no_such_model'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_eval_writes_report_and_confusion_matrix(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

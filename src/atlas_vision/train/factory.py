@@ -29,6 +29,21 @@ if TYPE_CHECKING:
     from timm.scheduler.scheduler import Scheduler
 
 
+def check_model_name(name: str) -> None:
+    """Raise a ValueError naming close matches if timm (with the Atlas models registered) has no model ``name``."""
+    import timm
+
+    from atlas_vision._timm_registration import ensure_registered
+
+    ensure_registered(name)  # the Atlas models, and mixer_net (atlas_vision.mixers) when asked for
+    if not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=5)
+        raise ValueError(
+            f"config key 'model.name': unknown model {name!r}; close matches: {close or 'none'} "
+            f"(`atlas-vision list-models` lists the Atlas models)"
+        )
+
+
 def create_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> nn.Module:
     """``timm.create_model(cfg.name, num_classes=..., in_chans=..., [drop_path_rate], **cfg.kwargs)``.
 
@@ -37,15 +52,7 @@ def create_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> nn.Module
     """
     import timm
 
-    from atlas_vision._timm_registration import ensure_registered
-
-    ensure_registered(cfg.name)  # the Atlas models, and mixer_net (atlas_vision.mixers) when asked for
-    if not timm.is_model(cfg.name):
-        close = difflib.get_close_matches(cfg.name, timm.list_models(), n=5)
-        raise ValueError(
-            f"config key 'model.name': unknown model {cfg.name!r}; close matches: {close or 'none'} "
-            f"(`atlas-vision list-models` lists the Atlas models)"
-        )
+    check_model_name(cfg.name)
     extra = dict(cfg.kwargs)
     if cfg.drop_path_rate > 0:
         extra["drop_path_rate"] = cfg.drop_path_rate

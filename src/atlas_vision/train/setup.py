@@ -29,6 +29,7 @@ from atlas_vision.train.distributed import DistContext, ResumableDistributedSamp
 from atlas_vision.train.factory import (
     Precision,
     build_model,
+    check_model_name,
     count_parameters,
     create_mixup,
     create_train_loader,
@@ -230,6 +231,7 @@ def _claim(run_dir: RunDir, ctx: DistContext) -> RunDirClaim | None:
 def build_run(cfg: TrainConfig, ctx: DistContext) -> RunSetup:
     """Everything a run needs before its first epoch (see the module docstring); rank 0 holds the run directory's
     lock until :meth:`RunSetup.release`."""
+    check_model_name(cfg.model.name)  # before a run directory exists: a typo leaves nothing behind
     if cfg.run.resume:
         check_resume_epochs(find_checkpoint(cfg.run.resume), cfg.schedule.epochs)
     out = _resolve_out(cfg, ctx)
