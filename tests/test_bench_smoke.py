@@ -224,6 +224,9 @@ def test_parse_token_grid() -> None:
     assert parse_token_grid("48x96") == (48, 96)
     with pytest.raises(ValueError, match="perfect square"):
         parse_token_grid("1000")
+    for bad in ("0", "-16"):
+        with pytest.raises(ValueError, match=rf"expected a positive token count .* got {bad}$"):
+            parse_token_grid(bad)
 
 
 def test_fit_exponent_recovers_power_law() -> None:

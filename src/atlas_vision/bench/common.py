@@ -93,8 +93,10 @@ def parse_token_grid(text: str, option: str = "--tokens") -> Size2D:
         n = int(text)
     except ValueError:
         raise ValueError(f"{option}: {text!r} is neither a token count nor an HxW grid") from None
-    side = math.isqrt(n) if n > 0 else 0
-    if n < 1 or side * side != n:
+    if n < 1:
+        raise ValueError(f"{option}: expected a positive token count (e.g. 4096) or an HxW grid, got {n}")
+    side = math.isqrt(n)
+    if side * side != n:
         raise ValueError(f"{option}: {n} tokens is not a perfect square; give the grid as HxW (e.g. 32x64)")
     return (side, side)
 
