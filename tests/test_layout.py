@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from atlas_vision.ops import MultiScaleLayout
+from atlas_vision.ops.layout import ceil_div
 from atlas_vision.ops.windows import window_validity
 
 # (grid, window, stride, expected per-scale grids)
@@ -91,3 +92,9 @@ def test_min_and_max_scales():
 def test_invalid_geometry_raises_value_error_with_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MultiScaleLayout.from_grid(**kwargs)
+
+
+def test_ceil_div_is_ceiling_division():
+    for a in range(70):
+        for b in range(1, 9):
+            assert ceil_div(a, b) == math.ceil(a / b), (a, b)

@@ -29,6 +29,7 @@ from atlas_vision.layers import AtlasStage, ConvStem, MSABlock
 from atlas_vision.models.config import AtlasConfig, HeadNorm
 from atlas_vision.models.features import check_out_indices
 from atlas_vision.ops import MultiScaleLayout, SizeND, scale_pyramid
+from atlas_vision.ops.layout import ceil_div
 
 
 class UnknownOptionError(TypeError, ValueError):
@@ -137,7 +138,7 @@ class Atlas(nn.Module):
     def token_grid(self, image_hw: SizeND) -> SizeND:
         """Token grid of the stem for an image of ``image_hw`` pixels: ``(ceil(H/P), ceil(W/P))`` (volumes:
         ``(ceil(D/pd), ceil(H/ph), ceil(W/pw))``)."""
-        return tuple(-(-side // p) for side, p in zip(image_hw, self.config.patch_sides))
+        return tuple(ceil_div(side, p) for side, p in zip(image_hw, self.config.patch_sides))
 
     def layout_for(self, token_grid: SizeND) -> MultiScaleLayout:
         """The scales used for a token grid (see the module docstring)."""

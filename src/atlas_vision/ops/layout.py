@@ -47,6 +47,17 @@ def axes_name(ndim: int) -> str:
     return _AXES.get(ndim, f"{ndim}-tuple")
 
 
+def ceil_div(a: int, b: int) -> int:
+    """``ceil(a / b)`` for ints ``a >= 0``, ``b >= 1``, written ``(a + b - 1) // b``.
+
+    The form matters when ``a`` is a symbolic size (``torch.export`` with a dynamic H x W): from it, torch's symbolic
+    shapes can tell that ``ceil(ceil(x / p) / s)`` equals ``ceil(x / (p * s))`` (the stem's and the pooling's own
+    size formulas), which ``-(-a // b)`` hides. Hidden, that equality turned into a guard refusing batch 1 in the
+    exported program and doubled the export time (``tests/test_export.py``).
+    """
+    return (a + b - 1) // b
+
+
 def _is_int(value: object) -> bool:
     """An int (not a bool), or a symbolic int while exporting with dynamic H x W."""
     return isinstance(value, torch.SymInt) or (isinstance(value, int) and not isinstance(value, bool))
@@ -316,13 +327,13 @@ def _build_layout(
         done_by_rule = _fits(grids[-1], window) and len(grids) >= min_scales
         if done_by_rule or (max_scales is not None and len(grids) >= max_scales):
             break
-        grids.append(tuple(-(-g // s) for g, s in zip(grids[-1], stride)))  # ceil division (exact for symbolic ints)
+        grids.append(tuple(ceil_div(g, s) for g, s in zip(grids[-1], stride)))
 
     scales = []
     for g in grids:
         if _fits(g, window):
             scales.append(ScaleGeometry(grid=g, window=g, num_windows=(1,) * ndim))
         else:
-            num = tuple(-(-n // k) for n, k in zip(g, window))
+            num = tuple(ceil_div(n, k) for n, k in zip(g, window))
             scales.append(ScaleGeometry(grid=g, window=window, num_windows=num))
     return MultiScaleLayout(scales=tuple(scales), window=window, stride=stride, routing=routing)

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 
 from atlas_vision.ops import windows as _windows
-from atlas_vision.ops.layout import MultiScaleLayout, ScaleGeometry, SizeND
+from atlas_vision.ops.layout import MultiScaleLayout, ScaleGeometry, SizeND, ceil_div
 
 _CPU_KERNEL_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 
@@ -147,7 +147,7 @@ def _plan(
     multi = [m for m in range(1, num_segments) if not layout[scale + m].is_single_window]
     levels = len(multi)  # multi-window ancestors are m = 1..levels (coarser grids are smaller)
     factors = [s**levels for s in layout.stride]
-    padded = tuple(-(-n // f) * f for n, f in zip(geo.num_windows, factors))  # whole ancestor blocks per axis
+    padded = tuple(ceil_div(n, f) * f for n, f in zip(geo.num_windows, factors))  # whole ancestor blocks per axis
     query = _nested(geo, padded, layout.stride, levels)
     segments: list[NestedWindows | None] = [query]
     for m in range(1, num_segments):

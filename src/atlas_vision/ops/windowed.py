@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from atlas_vision.ops.layout import Size2D
+from atlas_vision.ops.layout import Size2D, ceil_div
 from atlas_vision.ops.windows import from_windows, to_windows, window_validity
 
 
@@ -112,7 +112,7 @@ def shifted_window_visibility(grid: Size2D, window: Size2D, shift: Size2D, devic
         bool ``[num_windows, K, K]`` (``K = kh * kw``; True = may attend).
     """
     kh, kw = window
-    nh, nw = -(-grid[0] // kh), -(-grid[1] // kw)
+    nh, nw = ceil_div(grid[0], kh), ceil_div(grid[1], kw)
     ph, pw = nh * kh, nw * kw
     sh, sw = shift
     rows_valid = torch.roll(torch.arange(ph, device=device) < grid[0], -sh)  # validity in the rolled frame
@@ -173,7 +173,7 @@ def windowed_attention(
     if shifted and context is not None:
         raise ValueError("windowed_attention: context keys are only supported for unshifted windows")
     kh, kw = window
-    num_windows = (-(-grid[0] // kh), -(-grid[1] // kw))
+    num_windows = (ceil_div(grid[0], kh), ceil_div(grid[1], kw))
     padded = (num_windows[0] * kh, num_windows[1] * kw)
     needs_padding = padded != grid
 
