@@ -20,7 +20,7 @@ from atlas_vision.bench.plots import plot_accuracy_vs_time, plot_time_vs_tokens
 from atlas_vision.bench.report import ENV_COLUMNS, env_metadata, write_csv
 from atlas_vision.bench.speed import measure_block_stack
 from atlas_vision.mixers import MixerKind, MixerNetConfig, WindowConfig
-from atlas_vision.ops import Size2D, to_2tuple
+from atlas_vision.ops import Size2D, ceil_div, to_2tuple
 
 MEASURE_COLUMNS: tuple[str, ...] = (
     "measure",
@@ -163,7 +163,7 @@ def run_variants(
     if budget is None:
         return rows
     p = MixerNetConfig.from_options(**variants[0].net_kwargs).patch_size if variants else 1
-    tokens = -(-budget.img_size[0] // p) * -(-budget.img_size[1] // p)
+    tokens = ceil_div(budget.img_size[0], p) * ceil_div(budget.img_size[1], p)
     for variant in variants:
         config = MixerNetConfig.from_options(**variant.net_kwargs, num_classes=0)
         window = _window_text(variant.net_kwargs)

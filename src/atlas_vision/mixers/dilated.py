@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from atlas_vision.mixers._common import QKVProjection, check_token_map
+from atlas_vision.ops import ceil_div
 
 
 def geometric_schedule(num_tokens: int, base_segment: int, ratio: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -66,8 +67,8 @@ def _branch(
     """
     b, n, length, d = q.shape
     segment = min(segment, length)
-    num_seg = -(-length // segment)
-    sparse = -(-segment // rate)  # kept tokens per segment and head
+    num_seg = ceil_div(length, segment)
+    sparse = ceil_div(segment, rate)  # kept tokens per segment and head
     offsets = torch.arange(n, device=q.device) % rate  # [n]
 
     def gather(t: torch.Tensor) -> torch.Tensor:  # [B, n, N, d] -> [B, n, S, L, d]

@@ -34,7 +34,7 @@ from timm.layers import DropPath, Mlp
 from torch import nn
 
 from atlas_vision.mixers._common import QKVProjection, check_token_map
-from atlas_vision.ops import Size2D, WindowContext, to_2tuple, windowed_attention
+from atlas_vision.ops import Size2D, WindowContext, ceil_div, to_2tuple, windowed_attention
 from atlas_vision.ops.windows import to_windows
 
 
@@ -98,7 +98,7 @@ class HierarchicalAttention(nn.Module):
         """
         b, h, w, c = x.shape
         kh, kw = self.window
-        nh, nw = -(-h // kh), -(-w // kw)
+        nh, nw = ceil_div(h, kh), ceil_div(w, kw)
         ch, cw = self.cell
         feats = self.carrier_conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # [B, H, W, C]
         feats = F.pad(feats, (0, 0, 0, nw * kw - w, 0, nh * kh - h))  # [B, Ph, Pw, C]
@@ -112,7 +112,7 @@ class HierarchicalAttention(nn.Module):
         check_token_map(x, self.dim, type(self).__name__)
         _, h, w, _ = x.shape
         kh, kw = self.window
-        num_windows = (-(-h // kh), -(-w // kw))
+        num_windows = (ceil_div(h, kh), ceil_div(w, kw))
 
         # 1-2. carriers and their global attention + MLP (pre-norm residual)
         ct, ct_valid = self.carriers(x)  # [B, Hc, Wc, C], [Hc, Wc]

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atlas_vision.mixers._common import check_token_map
+from atlas_vision.ops import ceil_div
 
 
 def selective_scan_reference(
@@ -94,7 +95,7 @@ def selective_scan(
     b, d, length = u.shape
     n = A.shape[1]
     steps = min(chunk_size, length)
-    chunks = -(-length // steps)
+    chunks = ceil_div(length, steps)
     pad = chunks * steps - length  # padded steps: no decay (dt = 0) and no input, cut at the end
 
     def chunked(t: torch.Tensor) -> torch.Tensor:  # [b, d, n, L] -> [b, d, n, c, T] (time last: contiguous scans)

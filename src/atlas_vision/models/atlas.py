@@ -28,8 +28,7 @@ from torch import nn
 from atlas_vision.layers import AtlasStage, ConvStem, MSABlock
 from atlas_vision.models.config import AtlasConfig, HeadNorm
 from atlas_vision.models.features import check_out_indices
-from atlas_vision.ops import MultiScaleLayout, SizeND, scale_pyramid
-from atlas_vision.ops.layout import ceil_div
+from atlas_vision.ops import MultiScaleLayout, SizeND, ceil_div, scale_pyramid
 
 
 class UnknownOptionError(TypeError, ValueError):

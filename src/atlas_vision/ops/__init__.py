@@ -20,6 +20,7 @@ from atlas_vision.ops.layout import (
     Size3D,
     SizeND,
     axes_name,
+    ceil_div,
     to_2tuple,
     to_ntuple,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "WindowContext",
     "attend_windows",
     "bottomup_attention",
+    "ceil_div",
     "fit_window",
     "resolve_backend",
     "scale_pyramid",
