@@ -274,6 +274,23 @@ def test_torch_compile_full_graph_matches_eager():
     _check_compiled("aot_eager")
 
 
+@pytest.mark.parametrize("grad_mode", [torch.no_grad, torch.inference_mode], ids=["no_grad", "inference_mode"])
+def test_torch_compile_inference_full_graph_matches_eager(grad_mode):
+    """Inference compiles to one graph too. The CPU default backend (split) once ran its fused kernels only through an
+    ``autograd.Function`` whose forward dynamo could not trace under no_grad: fullgraph failed, and without it every
+    attention call fell back to eager."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    model = _build("test_atlas", num_classes=3).eval()
+    x = torch.randn(1, 3, 64, 96)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=True)
+    with grad_mode():
+        eager, out = model(x), compiled(x)
+    torch.testing.assert_close(out, eager, **tol("compiled", torch.float32, "fwd"))
+    torch._dynamo.reset()
+
+
 @pytest.mark.slow
 def test_torch_compile_inductor_matches_eager():
     """Inductor code generation (minutes on a 2-core CPU)."""

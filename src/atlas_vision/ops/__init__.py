@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
-from atlas_vision.ops.dispatch import BACKENDS, Backend, BackendSpec, Pass, needs_grad, resolve_backend
+from atlas_vision.ops.dispatch import BACKENDS, Backend, BackendSpec, Pass, resolve_backend
+from atlas_vision.ops.grad_mode import needs_grad
 from atlas_vision.ops.layout import (
     MultiScaleLayout,
     Routing,

@@ -179,11 +179,6 @@ BACKENDS: tuple[BackendSpec, ...] = (
 _BY_BACKEND = {spec.backend: spec for spec in BACKENDS}
 
 
-def needs_grad(*tensors: torch.Tensor) -> bool:
-    """Whether autograd will differentiate through an op on these tensors."""
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
 def resolve_backend(backend: Backend | str | None, pass_: Pass, q: torch.Tensor, grad: bool) -> BackendSpec:
     """The backend that runs ``pass_`` on queries like ``q``.
 

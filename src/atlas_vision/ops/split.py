@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import torch
 
 from atlas_vision.ops import windows as _windows
+from atlas_vision.ops.grad_mode import needs_grad
 from atlas_vision.ops.layout import MultiScaleLayout, ScaleGeometry, SizeND, ceil_div
 
 _CPU_KERNEL_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
@@ -189,29 +190,45 @@ def _merge(out: torch.Tensor | None, lse: torch.Tensor | None, o: torch.Tensor, 
     return out * torch.exp(lse - new).unsqueeze(-1) + o.to(acc) * torch.exp(lse_o - new).unsqueeze(-1), new
 
 
+def _fused_segments(
+    segments: Sequence[_Segment], softmax_scale: float, q: torch.Tensor, kv: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None]]:
+    """The fused CPU kernel per segment, LSE-merged: the forward of :class:`_SegmentMergeAttention`.
+
+    Args:
+        q: ``[B, n, W, T, d]`` contiguous queries.
+        kv: per segment ``k, v``, each ``[B, n, groups, T_m, d]`` contiguous.
+
+    Returns:
+        ``(out, lse, masks)``: ``out [B, n, W, T, d]`` in ``q``'s dtype, the merged log-sum-exp ``[B, n, W, T]`` (at
+        least fp32) and each segment's expanded key mask (what the backward kernel needs again).
+    """
+    kernel = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    b, n = q.shape[:2]
+    out = lse = None
+    masks = []
+    for index, seg in enumerate(segments):
+        k, v = kv[2 * index], kv[2 * index + 1]
+        mask = _expand_mask(seg.mask, b * n)
+        masks.append(mask)
+        o, lse_o = kernel(
+            _batched(q, seg.groups),
+            _batched(k, seg.groups),
+            _batched(v, seg.groups),
+            attn_mask=mask,
+            scale=softmax_scale,
+        )  # [B*n*g, 1, G*T, d], [B*n*g, 1, G*T]
+        out, lse = _merge(out, lse, o.view(q.shape), lse_o.view(q.shape[:-1]))
+    return out.to(q.dtype), lse, masks  # the kernels' lse stays fp32 (their convention for low-precision inputs)
+
+
 class _SegmentMergeAttention(torch.autograd.Function):
     """CPU fused path: forward = flash kernel per segment + LSE merge; backward = flash backward per segment with the
     merged output and LSE. Inputs ``q [B, n, W, T, d]`` and per segment ``k, v [B, n, groups, T_m, d]``."""
 
     @staticmethod
     def forward(ctx, segments: tuple[_Segment, ...], softmax_scale: float, q: torch.Tensor, *kv: torch.Tensor):
-        kernel = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
-        b, n = q.shape[:2]
-        out = lse = None
-        masks = []
-        for index, seg in enumerate(segments):
-            k, v = kv[2 * index], kv[2 * index + 1]
-            mask = _expand_mask(seg.mask, b * n)
-            masks.append(mask)
-            o, lse_o = kernel(
-                _batched(q, seg.groups),
-                _batched(k, seg.groups),
-                _batched(v, seg.groups),
-                attn_mask=mask,
-                scale=softmax_scale,
-            )  # [B*n*g, 1, G*T, d], [B*n*g, 1, G*T]
-            out, lse = _merge(out, lse, o.view(q.shape), lse_o.view(q.shape[:-1]))
-        out = out.to(q.dtype)  # the kernels' lse stays fp32 (their own convention for low-precision inputs)
+        out, lse, masks = _fused_segments(segments, softmax_scale, q, kv)
         if torch.compiler.is_compiling():
             # torch 2.11's dynamo returned wrong gradients through this Function (errors ~1, forward exact) unless
             # the output it saves and returns is a fresh copy; 2.14 does not need it, and eager never pays for it.
@@ -319,6 +336,11 @@ def _run_segments(
     kv = [t.contiguous() for t in kv]
     if use_kernel is None:
         use_kernel = cpu_kernel_available(q_n)
+    if use_kernel and not needs_grad(q_n, *kv):
+        # inference calls the kernels directly: nothing to save for a backward, and dynamo (torch 2.14) cannot trace
+        # this Function's forward under no_grad -- torch.compile(model, fullgraph=True) failed there, and without
+        # fullgraph every MSA call fell back to eager (tests/test_models.py::test_torch_compile_inference...)
+        return _fused_segments(segments, softmax_scale, q_n.contiguous(), kv)[0]
     if use_kernel:
         return _SegmentMergeAttention.apply(tuple(segments), softmax_scale, q_n.contiguous(), *kv)
     return _math_merge(segments, softmax_scale, q_n, kv)
