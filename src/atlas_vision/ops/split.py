@@ -339,7 +339,8 @@ def _run_segments(
     if use_kernel and not needs_grad(q_n, *kv):
         # inference calls the kernels directly: nothing to save for a backward, and dynamo (torch 2.14) cannot trace
         # this Function's forward under no_grad -- torch.compile(model, fullgraph=True) failed there, and without
-        # fullgraph every MSA call fell back to eager (tests/test_models.py::test_torch_compile_inference...)
+        # fullgraph every MSA call fell back to eager
+        # (tests/test_models.py::test_torch_compile_inference_full_graph_matches_eager)
         return _fused_segments(segments, softmax_scale, q_n.contiguous(), kv)[0]
     if use_kernel:
         return _SegmentMergeAttention.apply(tuple(segments), softmax_scale, q_n.contiguous(), *kv)
