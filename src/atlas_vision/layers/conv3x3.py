@@ -70,6 +70,7 @@ from atlas_vision.layers.winograd import (
     winograd_conv3x3_input_gradient,
     winograd_conv3x3_weight_gradient,
 )
+from atlas_vision.ops.grad_mode import needs_grad
 
 
 def conv3x3_weight_gradient(grad_bkhw: torch.Tensor, x_bchw: torch.Tensor) -> torch.Tensor:
@@ -216,13 +217,11 @@ class Conv3x3(nn.Conv2d):
             algorithm = auto_cpu_algorithm(x_bchw, self.weight)
         if algorithm == "plain":
             return super().forward(x_bchw)
-        needs_grad = torch.is_grad_enabled() and (
-            x_bchw.requires_grad or any(p.requires_grad for p in (self.weight, self.bias) if p is not None)
-        )
+        grad = needs_grad(x_bchw, *(p for p in (self.weight, self.bias) if p is not None))
         if algorithm == "winograd":
-            if needs_grad:
+            if grad:
                 return _Conv3x3.apply(x_bchw, self.weight, self.bias, algorithm)
             return winograd_conv3x3(x_bchw, transform_weight(self.weight), self.bias)
-        if needs_grad and self.weight.requires_grad:  # direct: only the weight gradient has a fast path
+        if grad and self.weight.requires_grad:  # direct: only the weight gradient has a fast path
             return _Conv3x3.apply(x_bchw, self.weight, self.bias, algorithm)
         return super().forward(x_bchw)
