@@ -8,7 +8,7 @@ import timm
 import torch
 from timm.layers import LayerNorm2d, Mlp
 
-from atlas_vision.requirements import MIN_TIMM, MIN_TORCH, _release, check_timm_version
+from atlas_vision.requirements import MIN_TIMM, MIN_TORCH, check_timm_version, release
 
 
 @pytest.mark.parametrize("version", ["1.0.12", "1.0.21", "1.0.30", "0.9.16", "1.0.30.post1"])
@@ -47,7 +47,7 @@ def _pinned_floor(package: str) -> tuple[int, ...]:
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     pinned = re.search(rf'"{package}>=([\d.]+)"', pyproject)
     assert pinned is not None, f"pyproject.toml has no {package}>= pin"
-    return _release(pinned.group(1))
+    return release(pinned.group(1))
 
 
 def test_pyproject_pins_the_same_floor():
@@ -56,4 +56,4 @@ def test_pyproject_pins_the_same_floor():
 
 def test_pyproject_pins_the_torch_floor_the_suite_was_run_on():
     assert _pinned_floor("torch") == MIN_TORCH
-    assert _release(torch.__version__) >= MIN_TORCH
+    assert release(torch.__version__) >= MIN_TORCH

@@ -13,8 +13,10 @@ import pytest
 import torch
 from tolerances import tol
 
+from atlas_vision.layers import checkpointing
 from atlas_vision.layers.stem import ConvStem
 from atlas_vision.layers.stem3d import ConvStem3d
+from atlas_vision.requirements import release
 
 
 def _stem2d() -> ConvStem:
@@ -95,6 +97,43 @@ def test_compiled_checkpointed_stem_updates_statistics_once() -> None:
     torch.testing.assert_close(x_grad_c, x_grad, **tol("model", torch.float32, "bwd"))
     for name, grad in grads.items():
         torch.testing.assert_close(grads_c[name], grad, **tol("model", torch.float32, "bwd"), msg=name)
+    for (name, buffer), buffer_c in zip(plain.named_buffers(), checkpointed.buffers()):
+        if name.endswith("num_batches_tracked"):
+            assert torch.equal(buffer_c, buffer), name
+        else:
+            torch.testing.assert_close(buffer_c, buffer, **tol("model", torch.float32, "fwd"), msg=name)
+
+
+@pytest.mark.parametrize("older_torch", [False, True], ids=["this-torch", "torch-before-minimum"])
+def test_compiled_stem_checkpoints_only_on_a_torch_that_updates_statistics_once(monkeypatch, older_torch) -> None:
+    """Compiled, the stem's units go through ``torch.utils.checkpoint`` from torch
+    ``COMPILED_CHECKPOINT_MIN_TORCH`` on; on an older torch (simulated by raising the minimum) they run plain, since
+    torch 2.8.0 replayed their BatchNorm updates in the compiled backward (``num_batches_tracked`` 2 after one step).
+    Either way the step leaves the statistics of a plain step."""
+    if not older_torch and release(torch.__version__) < checkpointing.COMPILED_CHECKPOINT_MIN_TORCH:
+        pytest.skip(f"torch {torch.__version__} predates the compiled stem checkpoint")
+    if older_torch:
+        monkeypatch.setattr(checkpointing, "COMPILED_CHECKPOINT_MIN_TORCH", (99, 0))
+    calls = []
+    real_checkpoint = checkpointing.checkpoint
+
+    def counted_checkpoint(*args, **kwargs):
+        calls.append(1)
+        return real_checkpoint(*args, **kwargs)
+
+    monkeypatch.setattr(checkpointing, "checkpoint", counted_checkpoint)
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    plain = ConvStem(3, 16, patch_size=8, hidden=4, depth=1).train()
+    checkpointed = ConvStem(3, 16, patch_size=8, hidden=4, depth=1).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    checkpointed.grad_checkpointing = True
+    x = torch.randn(3, 3, 29, 45)
+    _train_step(plain, x)
+    _train_step(checkpointed, x, call=torch.compile(checkpointed, backend="aot_eager", fullgraph=True))
+    torch._dynamo.reset()
+    units = len(checkpointing.stem_units(checkpointed.conv0, checkpointed.stages))
+    assert len(calls) == (0 if older_torch else units)
     for (name, buffer), buffer_c in zip(plain.named_buffers(), checkpointed.buffers()):
         if name.endswith("num_batches_tracked"):
             assert torch.equal(buffer_c, buffer), name

@@ -30,17 +30,17 @@ MIN_TIMM = (1, 0, 31)
 MIN_TORCH = (2, 8)
 
 
-def _release(version: str) -> tuple[int, ...]:
+def release(version: str) -> tuple[int, ...]:
     """``"1.0.31.dev0"`` -> ``(1, 0, 31)``: the leading dotted integers of a version string."""
     match = re.match(r"\d+(?:\.\d+)*", version)
     if match is None:
-        raise ValueError(f"cannot read a release number from timm version {version!r}")
+        raise ValueError(f"cannot read a release number from version {version!r}")
     return tuple(int(part) for part in match.group().split("."))
 
 
 def check_timm_version(version: str) -> None:
     """Raise ``ImportError`` naming ``version`` and the minimum when this timm is too old for atlas-vision."""
-    if _release(version) < MIN_TIMM:
+    if release(version) < MIN_TIMM:
         minimum = ".".join(map(str, MIN_TIMM))
         raise ImportError(
             f"atlas-vision needs timm >= {minimum} (layers built with device=/dtype=, hub configs with data_config=); "

@@ -10,6 +10,11 @@ Recomputing a unit in backward runs its BatchNorm layers in training mode a seco
 running statistics twice per step (an exponential average with about twice the momentum, so a checkpointed model
 would evaluate differently from a plain one). :func:`checkpoint_conv_unit` restores the statistics after the
 recomputation, so a checkpointed step leaves the model exactly as a plain step does.
+
+Inside ``torch.compile`` on torch older than :data:`COMPILED_CHECKPOINT_MIN_TORCH` the stem's units are not
+checkpointed: those releases replay a checkpointed region's buffer updates in the compiled backward (measured on
+2.8.0: every BatchNorm's ``num_batches_tracked`` advanced by 2 per step and its running mean by about twice a plain
+step's change; 2.9.1, 2.11.0 and 2.14.1 update once). Correct statistics there cost the stem's memory saving.
 """
 
 from __future__ import annotations
@@ -20,6 +25,11 @@ from contextlib import contextmanager, nullcontext
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from atlas_vision.requirements import release
+
+#: The oldest torch whose compiled checkpoint updates a region's BatchNorm statistics once per step (module docstring).
+COMPILED_CHECKPOINT_MIN_TORCH = (2, 9)
 
 #: One checkpoint unit: modules applied one after the other.
 Unit = tuple[nn.Module, ...]
@@ -58,9 +68,12 @@ def checkpoint_conv_unit(unit: Unit, x: torch.Tensor) -> torch.Tensor:
     Only ``x`` is kept for backward. In eager mode the recomputation runs under :func:`_batchnorm_statistics_kept`,
     so BatchNorm statistics are updated once per step. Inside ``torch.compile`` the plain checkpoint is used: dynamo
     does not take a ``context_fn``, and the compiled graph applies the buffer updates once (its recomputation is of
-    the functional graph; ``tests/test_stem_checkpointing.py`` checks both).
+    the functional graph; ``tests/test_stem_checkpointing.py`` checks both) -- from torch
+    :data:`COMPILED_CHECKPOINT_MIN_TORCH` on; an older torch runs the unit plain there (module docstring).
     """
     if torch.compiler.is_compiling():
+        if release(torch.__version__) < COMPILED_CHECKPOINT_MIN_TORCH:
+            return run_unit(unit, x)
         return checkpoint(run_unit, unit, x, use_reentrant=False)
     return checkpoint(
         run_unit, unit, x, use_reentrant=False, context_fn=lambda: (nullcontext(), _batchnorm_statistics_kept(unit))
