@@ -13,8 +13,10 @@ inside model construction (``TypeError: ... unexpected keyword argument 'device'
 ``pyproject.toml`` says the same (``tests/test_requirements.py`` keeps the two equal).
 
 The torch floor, :data:`MIN_TORCH`, is the oldest release on which the whole default test suite passed, each run on
-2026-12-04 on the 2-core CPU machine with timm 1.0.31 and every extra installed (PyPI's CUDA wheels running on CPU):
-2.14.1 and 2.11.0 pass; 2.8.0 passes (1151 passed, 10 skipped) once
+the 2-core CPU machine with timm 1.0.31 and every extra installed (PyPI's CUDA wheels running on CPU). On 2026-12-08
+(commit ``ca5b13c``) 2.8.0, 2.9.1, 2.10.0, 2.11.0 and 2.14.1 passed, 2.8.0 once a compiled model's stem stopped being
+checkpointed there (:mod:`atlas_vision.layers.checkpointing`: its compiled checkpoint updated BatchNorm statistics
+twice). On 2026-12-04: 2.14.1 and 2.11.0 passed; 2.8.0 passed (1151 passed, 10 skipped) once
 :attr:`atlas_vision.ops.dispatch.BackendSpec.passes` built its frozenset from a list (its dynamo could not build one
 from a generator inside a compiled model); 2.6.0 fails 6 tests and 3 fixtures (``torch.export`` of the model,
 ``torch.compile(fullgraph=True)``, four FlexAttention tests); 2.4.1 fails 27 and 3 (no FlexAttention at all, the same
