@@ -81,14 +81,30 @@ def test_checkpointing_only_applies_when_autograd_records() -> None:
         assert torch.equal(stem(x), plain)
 
 
-def test_compiled_checkpointed_stem_updates_statistics_once() -> None:
-    """Inside ``torch.compile`` (``aot_eager``: dynamo and the autograd partitioner, no codegen) the plain checkpoint
-    is used, and the compiled step still leaves the statistics and gradients of an eager plain step."""
+def _plain_and_checkpointed_stem() -> tuple[ConvStem, ConvStem]:
+    """Two small 2-D stems with the same weights in training mode (conv0, one block, one LayerNorm + conv), the
+    second checkpointed."""
     torch.manual_seed(0)
-    plain = ConvStem(3, 16, patch_size=8, hidden=4, depth=1).train()  # conv0, one block, one LayerNorm + conv
+    plain = ConvStem(3, 16, patch_size=8, hidden=4, depth=1).train()
     checkpointed = ConvStem(3, 16, patch_size=8, hidden=4, depth=1).train()
     checkpointed.load_state_dict(plain.state_dict())
     checkpointed.grad_checkpointing = True
+    return plain, checkpointed
+
+
+def _assert_same_statistics(plain: torch.nn.Module, checkpointed: torch.nn.Module) -> None:
+    """Every BatchNorm buffer of ``checkpointed`` as in ``plain``: step counts exactly, statistics to fp32 tolerance."""
+    for (name, buffer), buffer_c in zip(plain.named_buffers(), checkpointed.buffers()):
+        if name.endswith("num_batches_tracked"):
+            assert torch.equal(buffer_c, buffer), name
+        else:
+            torch.testing.assert_close(buffer_c, buffer, **tol("model", torch.float32, "fwd"), msg=name)
+
+
+def test_compiled_checkpointed_stem_updates_statistics_once() -> None:
+    """Inside ``torch.compile`` (``aot_eager``: dynamo and the autograd partitioner, no codegen) the plain checkpoint
+    is used, and the compiled step still leaves the statistics and gradients of an eager plain step."""
+    plain, checkpointed = _plain_and_checkpointed_stem()
     compiled = torch.compile(checkpointed, backend="aot_eager", fullgraph=True)
     x = torch.randn(2, 3, 37, 53)
     out, x_grad, grads = _train_step(plain, x)
@@ -97,11 +113,7 @@ def test_compiled_checkpointed_stem_updates_statistics_once() -> None:
     torch.testing.assert_close(x_grad_c, x_grad, **tol("model", torch.float32, "bwd"))
     for name, grad in grads.items():
         torch.testing.assert_close(grads_c[name], grad, **tol("model", torch.float32, "bwd"), msg=name)
-    for (name, buffer), buffer_c in zip(plain.named_buffers(), checkpointed.buffers()):
-        if name.endswith("num_batches_tracked"):
-            assert torch.equal(buffer_c, buffer), name
-        else:
-            torch.testing.assert_close(buffer_c, buffer, **tol("model", torch.float32, "fwd"), msg=name)
+    _assert_same_statistics(plain, checkpointed)
 
 
 @pytest.mark.parametrize("older_torch", [False, True], ids=["this-torch", "torch-before-minimum"])
@@ -123,22 +135,14 @@ def test_compiled_stem_checkpoints_only_on_a_torch_that_updates_statistics_once(
 
     monkeypatch.setattr(checkpointing, "checkpoint", counted_checkpoint)
     torch._dynamo.reset()
-    torch.manual_seed(0)
-    plain = ConvStem(3, 16, patch_size=8, hidden=4, depth=1).train()
-    checkpointed = ConvStem(3, 16, patch_size=8, hidden=4, depth=1).train()
-    checkpointed.load_state_dict(plain.state_dict())
-    checkpointed.grad_checkpointing = True
+    plain, checkpointed = _plain_and_checkpointed_stem()
     x = torch.randn(3, 3, 29, 45)
     _train_step(plain, x)
     _train_step(checkpointed, x, call=torch.compile(checkpointed, backend="aot_eager", fullgraph=True))
     torch._dynamo.reset()
     units = len(checkpointing.stem_units(checkpointed.conv0, checkpointed.stages))
     assert len(calls) == (0 if older_torch else units)
-    for (name, buffer), buffer_c in zip(plain.named_buffers(), checkpointed.buffers()):
-        if name.endswith("num_batches_tracked"):
-            assert torch.equal(buffer_c, buffer), name
-        else:
-            torch.testing.assert_close(buffer_c, buffer, **tol("model", torch.float32, "fwd"), msg=name)
+    _assert_same_statistics(plain, checkpointed)
 
 
 def test_model_grad_checkpointing_reaches_the_stem() -> None:
