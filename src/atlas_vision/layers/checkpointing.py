@@ -14,7 +14,7 @@ recomputation, so a checkpointed step leaves the model exactly as a plain step d
 Inside ``torch.compile`` on torch older than :data:`COMPILED_CHECKPOINT_MIN_TORCH` the stem's units are not
 checkpointed: those releases replay a checkpointed region's buffer updates in the compiled backward (measured on
 2.8.0: every BatchNorm's ``num_batches_tracked`` advanced by 2 per step and its running mean by about twice a plain
-step's change; 2.9.1, 2.11.0 and 2.14.1 update once). Correct statistics there cost the stem's memory saving.
+step's change; 2.9.1, 2.10.0, 2.11.0 and 2.14.1 update once). Correct statistics there cost the stem's memory saving.
 """
 
 from __future__ import annotations
